@@ -1,0 +1,5 @@
+"""Allow ``python -m qhybrid``."""
+
+from qhybrid.cli import main
+
+main()

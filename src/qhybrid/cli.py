@@ -1,0 +1,244 @@
+"""The ``qhybrid`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from qhybrid.errors import InputError, QhybridError
+from qhybrid.problem import RunSpec, read_circuit_file
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+run_app = typer.Typer(no_args_is_help=True, help="Run a workflow end to end on this machine.")
+step_app = typer.Typer(no_args_is_help=True, help="Run one step of a workflow over a run directory.")
+app.add_typer(run_app, name="run")
+app.add_typer(step_app, name="step")
+
+SCENARIO_NAME = "cutting"
+DEFAULT_SHOTS = 4096
+
+Qubits = Annotated[int | None, typer.Option(help="Qubits of the reference circuit [default: 10].")]
+Reps = Annotated[int | None, typer.Option(help="Repetitions of the reference ansatz [default: 3].")]
+CircuitFile = Annotated[Path | None, typer.Option("--circuit", help="Your circuit, OpenQASM 2 or 3.")]
+ObservableText = Annotated[
+    str | None,
+    typer.Option(help='Pauli sum such as "0.5*ZZII + XIXI" (Qiskit order), or a file holding one.'),
+]
+Partition = Annotated[
+    str | None, typer.Option(help="One partition label per qubit, qubit 0 first, e.g. AAAAABBBBB.")
+]
+MaxWidth = Annotated[int | None, typer.Option(help="Find cuts automatically so no subcircuit is wider.")]
+ModeOption = Annotated[str | None, typer.Option("--mode", help="exact | sampled [default: exact].")]
+Shots = Annotated[
+    int | None, typer.Option(help=f"Shots per subexperiment in sampled mode [default: {DEFAULT_SHOTS}].")
+]
+Seed = Annotated[int | None, typer.Option(help="Run seed; every random choice derives from it [default: 0].")]
+PolicyOption = Annotated[
+    str | None, typer.Option("--policy", help="Backend policy: cpu | gpu | width [default: cpu].")
+]
+
+
+def _spec(
+    *,
+    qubits: int | None,
+    reps: int | None,
+    circuit: Path | None,
+    observable: str | None,
+    partition: str | None,
+    max_width: int | None,
+    mode: str | None,
+    shots: int | None,
+    seed: int | None,
+    policy: str | None,
+) -> RunSpec:
+    """Build a spec from flags, reading files and filling defaults."""
+    resolved_mode = mode or "exact"
+    if resolved_mode == "sampled" and shots is None:
+        shots = DEFAULT_SHOTS
+    common: dict[str, Any] = {
+        "observable": None,
+        "partition": partition,
+        "max_width": max_width,
+        "mode": resolved_mode,
+        "shots": shots,
+        "seed": 0 if seed is None else seed,
+        "policy": policy or "cpu",
+    }
+    if circuit is not None:
+        if qubits is not None or reps is not None:
+            raise InputError("--qubits/--reps", "shape only the reference circuit; drop them with --circuit")
+        text, parsed = read_circuit_file(circuit)
+        if observable is not None:
+            from qhybrid.observables import format_pauli_sum, load_observable
+
+            common["observable"] = format_pauli_sum(load_observable(observable, parsed.num_qubits))
+        return RunSpec(circuit_qasm=text, circuit_source=str(circuit), **common)
+    if observable is not None:
+        from qhybrid.observables import format_pauli_sum, load_observable
+        from qhybrid.scenarios import SCENARIOS
+
+        width = qubits or SCENARIOS[SCENARIO_NAME].default_qubits
+        common["observable"] = format_pauli_sum(load_observable(observable, width))
+    return RunSpec(scenario=SCENARIO_NAME, qubits=qubits, reps=reps, **common)
+
+
+def _fail(error: QhybridError) -> None:
+    # One line, never wrapped, so scripts and people can both read it.
+    message = " ".join(str(error).split())
+    sys.stderr.write(f"qhybrid: error: {message}\n")
+    raise typer.Exit(2)
+
+
+@run_app.command("cutting")
+def run_cutting(
+    qubits: Qubits = None,
+    reps: Reps = None,
+    circuit: CircuitFile = None,
+    observable: ObservableText = None,
+    partition: Partition = None,
+    max_width: MaxWidth = None,
+    mode: ModeOption = None,
+    shots: Shots = None,
+    seed: Seed = None,
+    policy: PolicyOption = None,
+    workers: Annotated[int, typer.Option(help="Worker processes for the execute step.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Unique subexperiments per execute task.")] = 64,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory [default: runs/cutting-<spec hash>].")
+    ] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory.")] = None,
+) -> None:
+    """Cut a circuit, run its subexperiments, reconstruct the observable, compare with exact."""
+    from qhybrid.rundir import RunDir
+    from qhybrid.runner import run_local
+
+    try:
+        flags: dict[str, Any] = {
+            "qubits": qubits,
+            "reps": reps,
+            "circuit": circuit,
+            "observable": observable,
+            "partition": partition,
+            "max_width": max_width,
+            "mode": mode,
+            "shots": shots,
+            "seed": seed,
+            "policy": policy,
+        }
+        if resume is not None:
+            if out is not None and out.resolve() != resume.resolve():
+                raise InputError("--out", "give --resume DIR alone; it is the output directory")
+            spec = RunDir(resume).read_spec()
+            if any(value is not None for value in flags.values()):
+                given = _spec(**flags)
+                if given.spec_hash() != spec.spec_hash():
+                    raise InputError(
+                        "--resume", f"{resume} holds a run with other inputs; drop the flags to resume it"
+                    )
+            out = resume
+        else:
+            spec = _spec(**flags)
+            out = out or Path("runs") / f"cutting-{spec.spec_hash()[:12]}"
+        report = run_local(spec, out, workers=workers, batch_size=batch_size)
+    except QhybridError as error:
+        _fail(error)
+        return
+    from qhybrid.report import summary_text
+
+    sys.stdout.write(summary_text(report))
+    sys.stdout.write(f"report          {out / 'report.json'}\n")
+
+
+@step_app.command("generate")
+def step_generate(
+    out: Annotated[Path, typer.Option(help="Run directory to create.")],
+    qubits: Qubits = None,
+    reps: Reps = None,
+    circuit: CircuitFile = None,
+    observable: ObservableText = None,
+    partition: Partition = None,
+    max_width: MaxWidth = None,
+    mode: ModeOption = None,
+    shots: Shots = None,
+    seed: Seed = None,
+    policy: PolicyOption = None,
+) -> None:
+    """Partition the problem and write its unique subexperiments (QPY) and manifest."""
+    from qhybrid.rundir import RunDir
+    from qhybrid.steps import generate
+
+    try:
+        spec = _spec(
+            qubits=qubits,
+            reps=reps,
+            circuit=circuit,
+            observable=observable,
+            partition=partition,
+            max_width=max_width,
+            mode=mode,
+            shots=shots,
+            seed=seed,
+            policy=policy,
+        )
+        counts = generate(RunDir(out), spec)["counts"]
+    except QhybridError as error:
+        _fail(error)
+        return
+    print(f"{counts['unique']} unique subexperiments ({counts['subexperiments']} in all) in {out}")
+
+
+@step_app.command("execute")
+def step_execute(
+    run_dir: Annotated[Path, typer.Option(help="Run directory.")],
+    start: Annotated[int, typer.Option(help="First unique subexperiment.")] = 0,
+    stop: Annotated[int | None, typer.Option(help="One past the last [default: all].")] = None,
+) -> None:
+    """Execute unique subexperiments [start, stop) and write their results."""
+    from qhybrid.rundir import RunDir
+    from qhybrid.steps import execute
+
+    try:
+        directory = RunDir(run_dir)
+        end = stop if stop is not None else directory.read_manifest()["counts"]["unique"]
+        reply = execute(directory, start, end)
+    except QhybridError as error:
+        _fail(error)
+        return
+    state = "already done" if reply["skipped"] else f"simulated in {reply['simulation_seconds']:.3f}s"
+    print(f"subexperiments [{start}, {end}) {state}")
+
+
+@step_app.command("reconstruct")
+def step_reconstruct(run_dir: Annotated[Path, typer.Option(help="Run directory.")]) -> None:
+    """Combine all results into the estimate (and the exact value when feasible)."""
+    from qhybrid.rundir import RunDir
+    from qhybrid.steps import reconstruct_run
+
+    try:
+        result = reconstruct_run(RunDir(run_dir))
+    except QhybridError as error:
+        _fail(error)
+        return
+    print(f"estimate {result['estimate']!r} standard error {result['standard_error']!r}")
+
+
+@step_app.command("report")
+def step_report(run_dir: Annotated[Path, typer.Option(help="Run directory.")]) -> None:
+    """Write report.json, summary.txt and terms.png."""
+    from qhybrid.report import build_report, summary_text
+    from qhybrid.rundir import RunDir
+
+    try:
+        report = build_report(RunDir(run_dir))
+    except QhybridError as error:
+        _fail(error)
+        return
+    sys.stdout.write(summary_text(report))
+
+
+def main() -> None:
+    """Entry point of the ``qhybrid`` console script."""
+    app()

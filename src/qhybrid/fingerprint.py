@@ -1,0 +1,76 @@
+"""Content fingerprints of circuits and observables.
+
+Dedup keys, cache keys and per-subexperiment seeds come from these hashes, so
+they must depend only on what a circuit does: not on Qiskit's version (which QPY
+headers embed), not on object identity, and not on the order of execution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+from qiskit.circuit import ParameterExpression, QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp
+
+_FINGERPRINT_SCHEMA = b"qhybrid-circuit-v1"
+
+
+def _param_token(param: object) -> str:
+    if isinstance(param, ParameterExpression):
+        if param.parameters:
+            names = sorted(p.name for p in param.parameters)
+            raise ValueError(f"circuit has unbound parameters {names}; bind them first")
+        param = complex(param)
+    if isinstance(param, bool):
+        return f"b{int(param)}"
+    if isinstance(param, int):
+        return f"i{param}"
+    if isinstance(param, float):
+        return f"f{param.hex()}"
+    if isinstance(param, complex):
+        return f"c{param.real.hex()},{param.imag.hex()}"
+    raise ValueError(f"cannot fingerprint instruction parameter of type {type(param).__name__}")
+
+
+def circuit_fingerprint(circuit: QuantumCircuit) -> str:
+    """Return a SHA-256 hex digest of a circuit's operations, qubits, clbits and registers.
+
+    Floats are hashed by their exact binary value (``float.hex``), so two circuits
+    share a fingerprint exactly when a simulator would treat them identically.
+    """
+    digest = hashlib.sha256(_FINGERPRINT_SCHEMA)
+    digest.update(struct.pack("<II", circuit.num_qubits, circuit.num_clbits))
+    tokens = [f"creg:{creg.name}:{creg.size};" for creg in circuit.cregs]
+    qubit_index = {bit: i for i, bit in enumerate(circuit.qubits)}
+    clbit_index = {bit: i for i, bit in enumerate(circuit.clbits)}
+    for instruction in circuit.data:
+        operation = instruction.operation
+        if operation.name == "barrier":
+            continue  # barriers change nothing a backend computes
+        if getattr(operation, "blocks", None):
+            raise ValueError(f"control-flow instruction {operation.name!r} is not supported")
+        params = ",".join(_param_token(p) for p in operation.params)
+        qubits = ",".join(str(qubit_index[q]) for q in instruction.qubits)
+        clbits = ",".join(str(clbit_index[c]) for c in instruction.clbits)
+        tokens.append(f"{operation.name}({params})[{qubits}][{clbits}];")
+    digest.update("".join(tokens).encode())
+    return digest.hexdigest()
+
+
+def observable_fingerprint(observable: SparsePauliOp) -> str:
+    """Return a SHA-256 hex digest of a Pauli sum (labels and exact coefficients, in order)."""
+    digest = hashlib.sha256(b"qhybrid-observable-v1")
+    for label, coeff in observable.to_list():
+        digest.update(f"{label}:{_param_token(complex(coeff))};".encode())
+    return digest.hexdigest()
+
+
+def derive_seed(run_seed: int, fingerprint: str) -> int:
+    """Derive a subexperiment's 63-bit seed from the run seed and its content fingerprint.
+
+    The seed depends on what is run, never on where or when, so results are
+    bitwise identical across worker counts, batch sizes and resumed runs.
+    """
+    material = f"qhybrid-seed-v1:{run_seed}:{fingerprint}".encode()
+    return int.from_bytes(hashlib.sha256(material).digest()[:8], "little") >> 1

@@ -1,0 +1,57 @@
+"""Named policies that choose a backend for each subexperiment.
+
+A policy is an ordered table of (widest subexperiment it takes, backend); the
+first row whose width bound holds wins. Tables are data so they can be shown,
+validated and extended without code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qhybrid.errors import InputError
+
+
+@dataclass(frozen=True, kw_only=True)
+class WidthPolicy:
+    """Route a subexperiment by its width (number of qubits of its subcircuit)."""
+
+    name: str
+    description: str
+    rules: tuple[tuple[int | None, str], ...]  # (max width or None for any, backend name)
+
+    def __post_init__(self) -> None:
+        """Reject a table that leaves some width without a backend."""
+        if not self.rules or self.rules[-1][0] is not None:
+            raise ValueError(f"policy {self.name!r} must end with a catch-all rule (None, backend)")
+
+    def backend_for(self, width: int) -> str:
+        """Return the backend name for a subexperiment of ``width`` qubits."""
+        for max_width, backend in self.rules:
+            if max_width is None or width <= max_width:
+                return backend
+        raise AssertionError("unreachable: the last rule is a catch-all")
+
+
+POLICIES: dict[str, WidthPolicy] = {
+    policy.name: policy
+    for policy in (
+        WidthPolicy(
+            name="cpu", description="everything on the CPU simulator (local default)", rules=((None, "cpu"),)
+        ),
+        WidthPolicy(name="gpu", description="everything on the GPU simulator", rules=((None, "gpu"),)),
+        WidthPolicy(
+            name="width",
+            description="the paper's toy policy: <=5 qubits on the QPU, <=20 on CPU, wider on GPU",
+            rules=((5, "qpu"), (20, "cpu"), (None, "gpu")),
+        ),
+    )
+}
+
+
+def get_policy(name: str) -> WidthPolicy:
+    """Return the named policy or fail listing the valid names."""
+    try:
+        return POLICIES[name]
+    except KeyError:
+        raise InputError("--policy", f"unknown policy {name!r}; choose one of {sorted(POLICIES)}") from None

@@ -1,0 +1,129 @@
+"""The report step: one JSON with provenance, a short summary, and a per-term plot."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from qhybrid import atomic
+from qhybrid.provenance import environment
+from qhybrid.rundir import RunDir
+
+_MAX_PLOTTED_TERMS = 60
+
+
+def build_report(run_dir: RunDir, *, timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Write report.json, summary.txt and terms.png; return the report."""
+    spec = atomic.read_json(run_dir.spec_file)
+    manifest = run_dir.read_manifest()
+    reconstruction = atomic.read_json(run_dir.reconstruction_file)
+    execution = reconstruction["execution"]
+    step_timings = {**manifest["timings"], **reconstruction["timings"]}
+    if reconstruction["exact"].get("computed"):
+        step_timings["exact_reference"] = reconstruction["exact"]["seconds"]
+    step_timings["simulation"] = sum(execution["simulation_seconds"].values())
+    step_timings.update(timings or {})
+    report = {
+        "estimate": reconstruction["estimate"],
+        "standard_error": reconstruction["standard_error"],
+        "exact": reconstruction["exact"].get("value"),
+        "error": reconstruction["error"],
+        "terms": [
+            {"pauli": pauli, "coeff": coeff, "value": value, "standard_error": se, "exact": exact}
+            for pauli, coeff, value, se, exact in zip(
+                manifest["problem"]["observable_paulis"],
+                manifest["problem"]["observable_coeffs"],
+                reconstruction["term_values"],
+                reconstruction["term_standard_errors"],
+                reconstruction["exact"].get("term_values") or [None] * len(reconstruction["term_values"]),
+                strict=True,
+            )
+        ],
+        "problem": manifest["problem"],
+        "counts": manifest["counts"],
+        "provenance": {
+            "spec": spec["spec"],
+            "spec_hash": spec["spec_hash"],
+            "seed": spec["spec"]["seed"],
+            "shots": spec["spec"]["shots"],
+            "mode": spec["spec"]["mode"],
+            "policy": spec["spec"]["policy"],
+            "circuit_fingerprint": manifest["problem"]["circuit_fingerprint"],
+            "observable_fingerprint": manifest["problem"]["observable_fingerprint"],
+            "backends": execution["backend_descriptions"],
+            "backend_per_subexperiment": execution["backends"],
+            "environment": environment(),
+            "generated_with": spec["created_with"],
+        },
+        "timings": step_timings,
+    }
+    atomic.write_json(run_dir.root / "report.json", report)
+    atomic.write_text(run_dir.root / "summary.txt", summary_text(report))
+    _plot_terms(run_dir, report)
+    return report
+
+
+def summary_text(report: dict[str, Any]) -> str:
+    """Return the short human summary of a report."""
+    provenance = report["provenance"]
+    counts = report["counts"]
+    lines = [
+        f"estimate        {report['estimate']:+.12f}"
+        + (f"  (standard error {report['standard_error']:.2e})" if provenance["mode"] == "sampled" else ""),
+    ]
+    if report["exact"] is not None:
+        lines.append(f"exact           {report['exact']:+.12f}")
+        lines.append(f"error           {report['error']:+.3e}")
+    else:
+        lines.append("exact           not computed (circuit too wide for a statevector)")
+    backends = Counter(provenance["backend_per_subexperiment"])
+    problem = report["problem"]
+    lines += [
+        f"problem         {problem['num_qubits']} qubits, {problem['num_cuts']} cuts, "
+        f"partitions {problem['partition_widths']}, sampling overhead {problem['sampling_overhead']:.1f}",
+        f"subexperiments  {counts['subexperiments']} ({counts['unique']} unique, "
+        f"{counts['duplicates']} duplicates executed once), backends {dict(sorted(backends.items()))}",
+        f"mode            {provenance['mode']}"
+        + (f", {provenance['shots']} shots" if provenance["shots"] else "")
+        + f", seed {provenance['seed']}, policy {provenance['policy']}",
+        "timings         " + ", ".join(f"{k} {v:.3f}s" for k, v in report["timings"].items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_terms(run_dir: RunDir, report: dict[str, Any]) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    terms = report["terms"][:_MAX_PLOTTED_TERMS]
+    positions = np.arange(len(terms))
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.4 * len(terms) + 2), 4))
+    axis.bar(
+        positions - 0.2,
+        [t["value"] for t in terms],
+        width=0.4,
+        label="reconstructed",
+        yerr=[t["standard_error"] for t in terms],
+    )
+    if report["exact"] is not None:
+        axis.bar(positions + 0.2, [t["exact"] for t in terms], width=0.4, label="exact")
+    axis.set_xticks(positions, [t["pauli"] for t in terms], rotation=90, fontsize=7, family="monospace")
+    axis.set_ylabel("<P>")
+    shown = (
+        f" (first {_MAX_PLOTTED_TERMS} of {len(report['terms'])})"
+        if len(report["terms"]) > len(terms)
+        else ""
+    )
+    axis.set_title(f"Per-term expectation values{shown}, {report['provenance']['mode']} mode")
+    axis.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    plt.close(figure)
+    atomic.write_bytes(run_dir.root / "terms.png", buffer.getvalue())

@@ -1,0 +1,101 @@
+"""The run directory: where each step reads its inputs and writes its outputs.
+
+Layout (every file written atomically; a file that exists is complete)::
+
+    run.json                    the RunSpec and its hash (written first)
+    problem/circuit.qasm        the full circuit as OpenQASM 3, for people
+    subexperiments/shard-*.qpy  unique subexperiments, SHARD_SIZE per file, plan order
+    manifest.json               the plan and problem facts (written last by generate)
+    results/range-A-B.npz       outcome distributions of unique subexperiments [A, B)
+    reconstruction.json         estimate, standard error, exact value, per-term values
+    report.json, summary.txt, terms.png
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from qhybrid.atomic import read_json
+from qhybrid.errors import RunDirError
+from qhybrid.problem import RunSpec
+
+SHARD_SIZE = 16
+_RANGE_FILE = re.compile(r"^range-(\d{6})-(\d{6})\.npz$")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory."""
+
+    root: Path
+
+    @property
+    def spec_file(self) -> Path:
+        """Return the path of run.json."""
+        return self.root / "run.json"
+
+    @property
+    def manifest_file(self) -> Path:
+        """Return the path of manifest.json (present once generate finished)."""
+        return self.root / "manifest.json"
+
+    @property
+    def results_dir(self) -> Path:
+        """Return the directory of result files."""
+        return self.root / "results"
+
+    @property
+    def reconstruction_file(self) -> Path:
+        """Return the path of reconstruction.json."""
+        return self.root / "reconstruction.json"
+
+    def shard_file(self, shard: int) -> Path:
+        """Return the QPY file holding unique subexperiments [shard*SHARD_SIZE, ...)."""
+        return self.root / "subexperiments" / f"shard-{shard:05d}.qpy"
+
+    def result_file(self, start: int, stop: int) -> Path:
+        """Return the result file of unique subexperiments [start, stop)."""
+        return self.results_dir / f"range-{start:06d}-{stop:06d}.npz"
+
+    def result_ranges(self) -> list[tuple[int, int]]:
+        """Return the (start, stop) of every result file present, sorted."""
+        if not self.results_dir.is_dir():
+            return []
+        ranges = []
+        for path in self.results_dir.iterdir():
+            match = _RANGE_FILE.match(path.name)
+            if match:
+                ranges.append((int(match.group(1)), int(match.group(2))))
+        return sorted(ranges)
+
+    def read_spec(self) -> RunSpec:
+        """Read run.json, failing clearly when the directory holds no run."""
+        if not self.spec_file.is_file():
+            raise RunDirError(f"{self.root}: holds no qhybrid run (no run.json)")
+        return RunSpec.from_json(read_json(self.spec_file)["spec"])
+
+    def read_manifest(self) -> dict:
+        """Read manifest.json, failing clearly when generate has not finished."""
+        if not self.manifest_file.is_file():
+            raise RunDirError(f"{self.root}: generate has not finished (no manifest.json)")
+        return read_json(self.manifest_file)
+
+
+def pending_ranges(done: list[tuple[int, int]], total: int, batch_size: int) -> list[tuple[int, int]]:
+    """Split the unique ids not covered by ``done`` into ranges of at most ``batch_size``."""
+    covered = bytearray(total)
+    for start, stop in done:
+        covered[start : min(stop, total)] = b"\x01" * (min(stop, total) - start)
+    ranges = []
+    position = 0
+    while position < total:
+        if covered[position]:
+            position += 1
+            continue
+        start = position
+        while position < total and not covered[position] and position - start < batch_size:
+            position += 1
+        ranges.append((start, position))
+    return ranges
