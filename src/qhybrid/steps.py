@@ -131,6 +131,7 @@ class _ManifestCache:
         self.manifest = run_dir.read_manifest()
         self.plan = CuttingPlan.from_json(self.manifest["plan"])
         self._shards: dict[int, list[QuantumCircuit]] = {}
+        self.version: tuple[int, int, int] | None = None
 
     def circuits(self, start: int, stop: int) -> list[QuantumCircuit]:
         out = []
@@ -152,10 +153,18 @@ _caches: dict[Path, _ManifestCache] = {}
 
 
 def _cache_for(run_dir: RunDir) -> _ManifestCache:
+    # A manifest is replaced only by an atomic rename, so its inode, size and
+    # mtime identify its content without parsing it on every batch.
     key = run_dir.root.resolve()
+    try:
+        stat = run_dir.manifest_file.stat()
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir.root}: generate has not finished (no manifest.json)") from None
+    version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
     cached = _caches.get(key)
-    if cached is None or cached.manifest != run_dir.read_manifest():
+    if cached is None or cached.version != version:
         cached = _caches[key] = _ManifestCache(run_dir)
+        cached.version = version
     return cached
 
 

@@ -115,3 +115,14 @@ def test_reduce_to_parity_folds_qpd_bits():
     # parity 0: qpd in {00, 11} -> indices {0,6} (obs 0), {1,7} (obs 1)
     # parity 1: qpd in {01, 10} -> indices {2,4} (obs 0), {3,5} (obs 1)
     np.testing.assert_array_equal(reduced, [0 + 6, 1 + 7, 2 + 4, 3 + 5])
+
+
+def test_walsh_hadamard_gives_every_parity_expectation():
+    from qhybrid.reconstruct import walsh_hadamard
+
+    rng = np.random.default_rng(3)
+    vector = rng.normal(size=16)
+    spectrum = walsh_hadamard(vector)
+    for mask in range(16):
+        signs = np.array([(-1) ** bin(x & mask).count("1") for x in range(16)])
+        assert spectrum[mask] == pytest.approx(float(vector @ signs), abs=1e-12)
