@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -71,25 +73,33 @@ def _spec(
         if qubits is not None or reps is not None:
             raise InputError("--qubits/--reps", "shape only the reference circuit; drop them with --circuit")
         text, parsed = read_circuit_file(circuit)
-        if observable is not None:
-            from qhybrid.observables import format_pauli_sum, load_observable
-
-            common["observable"] = format_pauli_sum(load_observable(observable, parsed.num_qubits))
+        common["observable"] = _normalised_observable(observable, parsed.num_qubits)
         return RunSpec(circuit_qasm=text, circuit_source=str(circuit), **common)
-    if observable is not None:
-        from qhybrid.observables import format_pauli_sum, load_observable
-        from qhybrid.scenarios import SCENARIOS
+    from qhybrid.scenarios import SCENARIOS
 
-        width = qubits or SCENARIOS[SCENARIO_NAME].default_qubits
-        common["observable"] = format_pauli_sum(load_observable(observable, width))
+    width = qubits or SCENARIOS[SCENARIO_NAME].default_qubits
+    common["observable"] = _normalised_observable(observable, width)
     return RunSpec(scenario=SCENARIO_NAME, qubits=qubits, reps=reps, **common)
 
 
-def _fail(error: QhybridError) -> None:
-    # One line, never wrapped, so scripts and people can both read it.
-    message = " ".join(str(error).split())
-    sys.stderr.write(f"qhybrid: error: {message}\n")
-    raise typer.Exit(2)
+def _normalised_observable(value: str | None, num_qubits: int) -> str | None:
+    """Read an observable flag (expression or file) into the exact text a spec stores."""
+    if value is None:
+        return None
+    from qhybrid.observables import format_pauli_sum, load_observable
+
+    return format_pauli_sum(load_observable(value, num_qubits))
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn a QhybridError into one unwrapped line on stderr and exit code 2."""
+    try:
+        yield
+    except QhybridError as error:
+        message = " ".join(str(error).split())
+        sys.stderr.write(f"qhybrid: error: {message}\n")
+        raise typer.Exit(2) from None
 
 
 @run_app.command("cutting")
@@ -115,7 +125,7 @@ def run_cutting(
     from qhybrid.rundir import RunDir
     from qhybrid.runner import run_local
 
-    try:
+    with _user_errors():
         flags: dict[str, Any] = {
             "qubits": qubits,
             "reps": reps,
@@ -143,9 +153,6 @@ def run_cutting(
             spec = _spec(**flags)
             out = out or Path("runs") / f"cutting-{spec.spec_hash()[:12]}"
         report = run_local(spec, out, workers=workers, batch_size=batch_size)
-    except QhybridError as error:
-        _fail(error)
-        return
     from qhybrid.report import summary_text
 
     sys.stdout.write(summary_text(report))
@@ -170,7 +177,7 @@ def step_generate(
     from qhybrid.rundir import RunDir
     from qhybrid.steps import generate
 
-    try:
+    with _user_errors():
         spec = _spec(
             qubits=qubits,
             reps=reps,
@@ -184,9 +191,6 @@ def step_generate(
             policy=policy,
         )
         counts = generate(RunDir(out), spec)["counts"]
-    except QhybridError as error:
-        _fail(error)
-        return
     print(f"{counts['unique']} unique subexperiments ({counts['subexperiments']} in all) in {out}")
 
 
@@ -200,13 +204,10 @@ def step_execute(
     from qhybrid.rundir import RunDir
     from qhybrid.steps import execute
 
-    try:
+    with _user_errors():
         directory = RunDir(run_dir)
         end = stop if stop is not None else directory.read_manifest()["counts"]["unique"]
         reply = execute(directory, start, end)
-    except QhybridError as error:
-        _fail(error)
-        return
     state = "already done" if reply["skipped"] else f"simulated in {reply['simulation_seconds']:.3f}s"
     print(f"subexperiments [{start}, {end}) {state}")
 
@@ -217,11 +218,8 @@ def step_reconstruct(run_dir: Annotated[Path, typer.Option(help="Run directory."
     from qhybrid.rundir import RunDir
     from qhybrid.steps import reconstruct_run
 
-    try:
+    with _user_errors():
         result = reconstruct_run(RunDir(run_dir))
-    except QhybridError as error:
-        _fail(error)
-        return
     print(f"estimate {result['estimate']!r} standard error {result['standard_error']!r}")
 
 
@@ -231,11 +229,8 @@ def step_report(run_dir: Annotated[Path, typer.Option(help="Run directory.")]) -
     from qhybrid.report import build_report, summary_text
     from qhybrid.rundir import RunDir
 
-    try:
+    with _user_errors():
         report = build_report(RunDir(run_dir))
-    except QhybridError as error:
-        _fail(error)
-        return
     sys.stdout.write(summary_text(report))
 
 
