@@ -76,10 +76,21 @@ class RunDir:
             raise RunDirError(f"{self.root}: holds no qhybrid run (no run.json)")
         return RunSpec.from_json(read_json(self.spec_file)["spec"])
 
+    def manifest_stamp(self) -> tuple[int, int, int]:
+        """Return (inode, size, mtime) of manifest.json, failing clearly when generate has not finished.
+
+        The manifest is only ever replaced by an atomic rename, so the stamp
+        identifies its content without parsing it.
+        """
+        try:
+            stat = self.manifest_file.stat()
+        except FileNotFoundError:
+            raise RunDirError(f"{self.root}: generate has not finished (no manifest.json)") from None
+        return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
     def read_manifest(self) -> dict:
         """Read manifest.json, failing clearly when generate has not finished."""
-        if not self.manifest_file.is_file():
-            raise RunDirError(f"{self.root}: generate has not finished (no manifest.json)")
+        self.manifest_stamp()
         return read_json(self.manifest_file)
 
 

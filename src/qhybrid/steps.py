@@ -125,13 +125,13 @@ def generate(run_dir: RunDir, spec: RunSpec) -> dict[str, Any]:
 class _ManifestCache:
     """Keeps the parsed plan and loaded shards of one run for repeated execute calls."""
 
-    def __init__(self, run_dir: RunDir) -> None:
+    def __init__(self, run_dir: RunDir, stamp: tuple[int, int, int]) -> None:
         self.run_dir = run_dir
+        self.stamp = stamp
         self.spec = run_dir.read_spec()
         self.manifest = run_dir.read_manifest()
         self.plan = CuttingPlan.from_json(self.manifest["plan"])
         self._shards: dict[int, list[QuantumCircuit]] = {}
-        self.version: tuple[int, int, int] | None = None
 
     def circuits(self, start: int, stop: int) -> list[QuantumCircuit]:
         out = []
@@ -153,18 +153,12 @@ _caches: dict[Path, _ManifestCache] = {}
 
 
 def _cache_for(run_dir: RunDir) -> _ManifestCache:
-    # A manifest is replaced only by an atomic rename, so its inode, size and
-    # mtime identify its content without parsing it on every batch.
+    # Reparse only when the manifest was replaced, not on every batch.
     key = run_dir.root.resolve()
-    try:
-        stat = run_dir.manifest_file.stat()
-    except FileNotFoundError:
-        raise RunDirError(f"{run_dir.root}: generate has not finished (no manifest.json)") from None
-    version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    stamp = run_dir.manifest_stamp()
     cached = _caches.get(key)
-    if cached is None or cached.version != version:
-        cached = _caches[key] = _ManifestCache(run_dir)
-        cached.version = version
+    if cached is None or cached.stamp != stamp:
+        cached = _caches[key] = _ManifestCache(run_dir, stamp)
     return cached
 
 
