@@ -73,6 +73,7 @@ def defer_measurements(circuit: QuantumCircuit) -> DeferredCircuit:
         touched.update(qubits)
 
     out = QuantumCircuit(circuit.num_qubits + extra)
+    out_qubits = out.qubits  # the property builds a new list on each access
     wire = list(range(circuit.num_qubits))
     fresh = circuit.num_qubits
     holder: dict[object, int] = {}  # clbit -> qubit of `out` that holds its value at the end
@@ -90,7 +91,7 @@ def defer_measurements(circuit: QuantumCircuit) -> DeferredCircuit:
             if next_use[position][q] in (None, "reset"):
                 holder[instruction.clbits[0]] = wire[q]
             else:
-                out._append(CircuitInstruction(_CX, (out.qubits[wire[q]], out.qubits[fresh])))
+                out._append(CircuitInstruction(_CX, (out_qubits[wire[q]], out_qubits[fresh])))
                 holder[instruction.clbits[0]] = fresh
                 fresh += 1
         elif name == "reset":
@@ -102,7 +103,7 @@ def defer_measurements(circuit: QuantumCircuit) -> DeferredCircuit:
             raise ValueError(f"instruction {name!r} writes classical bits and cannot be deferred")
         else:
             # _append skips re-validating an instruction that was valid in the input.
-            out._append(CircuitInstruction(operation, tuple(out.qubits[wire[q]] for q in qubits)))
+            out._append(CircuitInstruction(operation, tuple(out_qubits[wire[q]] for q in qubits)))
         touched.update(qubits)
 
     missing = [i for i, bit in enumerate(registers[OBSERVABLE_REGISTER]) if bit not in holder]

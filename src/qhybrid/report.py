@@ -96,14 +96,13 @@ def summary_text(report: dict[str, Any]) -> str:
 def _plot_terms(run_dir: RunDir, report: dict[str, Any]) -> None:
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure on the Agg canvas: no pyplot state, no GUI backend lookup.
+    from matplotlib.figure import Figure
 
     terms = report["terms"][:_MAX_PLOTTED_TERMS]
     positions = np.arange(len(terms))
-    figure, axis = plt.subplots(figsize=(max(6.0, 0.4 * len(terms) + 2), 4))
+    figure = Figure(figsize=(max(6.0, 0.4 * len(terms) + 2), 4))
+    axis = figure.add_subplot()
     axis.bar(
         positions - 0.2,
         [t["value"] for t in terms],
@@ -122,8 +121,11 @@ def _plot_terms(run_dir: RunDir, report: dict[str, Any]) -> None:
     )
     axis.set_title(f"Per-term expectation values{shown}, {report['provenance']['mode']} mode")
     axis.legend()
-    figure.tight_layout()
+    # Fixed margins instead of tight_layout, which draws the whole figure an extra time;
+    # the bottom margin fits rotated Pauli labels up to ~40 characters at 7 pt.
+    label_inches = 0.08 * max(len(t["pauli"]) for t in terms) + 0.3
+    figure.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=min(0.6, label_inches / 4))
+    figure.set_figheight(4 + max(0.0, label_inches - 1.2))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    plt.close(figure)
     atomic.write_bytes(run_dir.root / "terms.png", buffer.getvalue())

@@ -119,6 +119,11 @@ def generate(run_dir: RunDir, spec: RunSpec) -> dict[str, Any]:
         "timings": timings,
     }
     atomic.write_json(run_dir.manifest_file, manifest)  # last: its presence means "generated"
+    # An in-process execute then uses these circuits instead of reading back the QPY
+    # just written; worker processes and pods read the shards.
+    cache = _cache_for(run_dir)
+    for shard_start in range(0, len(circuits), SHARD_SIZE):
+        cache.prime(shard_start // SHARD_SIZE, circuits[shard_start : shard_start + SHARD_SIZE])
     return manifest
 
 
@@ -132,6 +137,10 @@ class _ManifestCache:
         self.manifest = run_dir.read_manifest()
         self.plan = CuttingPlan.from_json(self.manifest["plan"])
         self._shards: dict[int, list[QuantumCircuit]] = {}
+
+    def prime(self, shard: int, circuits: Sequence[QuantumCircuit]) -> None:
+        """Hold circuits that were just written to ``shard``."""
+        self._shards[shard] = list(circuits)
 
     def circuits(self, start: int, stop: int) -> list[QuantumCircuit]:
         out = []
