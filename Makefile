@@ -2,11 +2,18 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Image tags: the stack defaults in Pulumi.yaml (workerImage, gpuWorkerImage, gatewayImage).
+DOCKER ?= docker
+KIND ?= kind
+KIND_CLUSTER ?= qhybrid
+WORKER_IMAGE ?= qhybrid/worker:dev
+GPU_WORKER_IMAGE ?= qhybrid/worker-gpu:dev
+GATEWAY_IMAGE ?= qhybrid/gateway:dev
 
-.PHONY: help setup run test lint bench ci
+.PHONY: help setup run test lint bench bench-gateway load gateway ci images kind-load
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(BIN)/qhybrid: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,4 +37,21 @@ test: lint ## lint, then the test suite (heavy cases: make test PYTEST_ARGS="-m 
 bench: setup ## benchmark against the plain qiskit-addon-cutting flow (prints ratios)
 	$(BIN)/python benchmarks/bench_cutting.py
 
+bench-gateway: setup ## benchmark the QPU gateway on loopback (jobs/s, p99, added latency)
+	$(BIN)/python benchmarks/bench_gateway.py
+
+load: setup ## locust against a loopback gateway, step shape, 20 s (summary + PNG in runs/load)
+	$(BIN)/python tests/load/run_load.py --shape step --duration 20 --users 50 --out runs/load
+
+gateway: setup ## serve the QPU gateway on 127.0.0.1:8080 (aer + emulated fake_manila)
+	$(BIN)/qhybrid gateway serve --host 127.0.0.1 --port 8080 --state-dir runs/gateway
+
 ci: test ## what .ci/run calls
+
+images: ## build the worker, GPU worker and gateway images (tags: the stack defaults)
+	$(DOCKER) build -f images/worker.Dockerfile -t $(WORKER_IMAGE) .
+	$(DOCKER) build -f images/worker-gpu.Dockerfile -t $(GPU_WORKER_IMAGE) .
+	$(DOCKER) build -f images/gateway.Dockerfile -t $(GATEWAY_IMAGE) .
+
+kind-load: ## load the three images into the kind cluster (KIND_CLUSTER=qhybrid)
+	$(KIND) load docker-image $(WORKER_IMAGE) $(GPU_WORKER_IMAGE) $(GATEWAY_IMAGE) --name $(KIND_CLUSTER)

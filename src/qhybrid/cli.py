@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from qhybrid.errors import InputError, QhybridError
+from qhybrid.gateway.cli import gateway_app
 from qhybrid.problem import RunSpec, read_circuit_file
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -18,6 +19,7 @@ run_app = typer.Typer(no_args_is_help=True, help="Run a workflow end to end on t
 step_app = typer.Typer(no_args_is_help=True, help="Run one step of a workflow over a run directory.")
 app.add_typer(run_app, name="run")
 app.add_typer(step_app, name="step")
+app.add_typer(gateway_app, name="gateway")
 
 SCENARIO_NAME = "cutting"
 DEFAULT_SHOTS = 4096
@@ -41,6 +43,36 @@ Seed = Annotated[int | None, typer.Option(help="Run seed; every random choice de
 PolicyOption = Annotated[
     str | None, typer.Option("--policy", help="Backend policy: cpu | gpu | width [default: cpu].")
 ]
+GatewayUrl = Annotated[
+    str | None,
+    typer.Option(envvar="QHYBRID_GATEWAY_URL", help="QPU gateway URL for the qpu backend (policy width)."),
+]
+GatewayTokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="QHYBRID_GATEWAY_TOKEN_FILE", help="File holding this workflow's bearer token for the gateway."
+    ),
+]
+GatewayBackend = Annotated[
+    str | None,
+    typer.Option(envvar="QHYBRID_GATEWAY_BACKEND", help="Gateway backend to use [default: the gateway's]."),
+]
+
+
+def _use_gateway(url: str | None, token_file: Path | None, backend: str | None) -> None:
+    """Hand the gateway settings to the qpu backend, here and in worker processes (via the environment).
+
+    Only the token file's path travels, never the token.
+    """
+    import os
+
+    for name, value in (
+        ("QHYBRID_GATEWAY_URL", url),
+        ("QHYBRID_GATEWAY_TOKEN_FILE", None if token_file is None else str(token_file.resolve())),
+        ("QHYBRID_GATEWAY_BACKEND", backend),
+    ):
+        if value is not None:
+            os.environ[name] = value
 
 
 def _spec(
@@ -120,11 +152,15 @@ def run_cutting(
         Path | None, typer.Option(help="Run directory [default: runs/cutting-<spec hash>].")
     ] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory.")] = None,
+    gateway_url: GatewayUrl = None,
+    gateway_token_file: GatewayTokenFile = None,
+    gateway_backend: GatewayBackend = None,
 ) -> None:
     """Cut a circuit, run its subexperiments, reconstruct the observable, compare with exact."""
     from qhybrid.rundir import RunDir
     from qhybrid.runner import run_local
 
+    _use_gateway(gateway_url, gateway_token_file, gateway_backend)
     with _user_errors():
         flags: dict[str, Any] = {
             "qubits": qubits,
@@ -172,11 +208,15 @@ def step_generate(
     shots: Shots = None,
     seed: Seed = None,
     policy: PolicyOption = None,
+    gateway_url: GatewayUrl = None,
+    gateway_token_file: GatewayTokenFile = None,
+    gateway_backend: GatewayBackend = None,
 ) -> None:
     """Partition the problem and write its unique subexperiments (QPY) and manifest."""
     from qhybrid.rundir import RunDir
     from qhybrid.steps import generate
 
+    _use_gateway(gateway_url, gateway_token_file, gateway_backend)
     with _user_errors():
         spec = _spec(
             qubits=qubits,
@@ -199,11 +239,15 @@ def step_execute(
     run_dir: Annotated[Path, typer.Option(help="Run directory.")],
     start: Annotated[int, typer.Option(help="First unique subexperiment.")] = 0,
     stop: Annotated[int | None, typer.Option(help="One past the last [default: all].")] = None,
+    gateway_url: GatewayUrl = None,
+    gateway_token_file: GatewayTokenFile = None,
+    gateway_backend: GatewayBackend = None,
 ) -> None:
     """Execute unique subexperiments [start, stop) and write their results."""
     from qhybrid.rundir import RunDir
     from qhybrid.steps import execute
 
+    _use_gateway(gateway_url, gateway_token_file, gateway_backend)
     with _user_errors():
         directory = RunDir(run_dir)
         end = stop if stop is not None else directory.read_manifest()["counts"]["unique"]
@@ -232,6 +276,22 @@ def step_report(run_dir: Annotated[Path, typer.Option(help="Run directory.")]) -
     with _user_errors():
         report = build_report(RunDir(run_dir))
     sys.stdout.write(summary_text(report))
+
+
+@app.command("render")
+def render(
+    stack: Annotated[str, typer.Option(help="Stack name: stacks/Pulumi.<stack>.yaml.")] = "kind",
+    out: Annotated[Path, typer.Option(help="Directory for the YAML files.")] = Path("rendered"),
+) -> None:
+    """Write every manifest the blueprint builds for a stack (not the upstream charts) as YAML."""
+    from qhybrid.blueprint.config import load_stack_file
+    from qhybrid.blueprint.render import write_rendered
+
+    with _user_errors():
+        config = load_stack_file(stack)
+        written = write_rendered(config, out / stack)
+    for path in written:
+        sys.stdout.write(f"{path}\n")
 
 
 def main() -> None:

@@ -19,6 +19,9 @@ class WidthPolicy:
     name: str
     description: str
     rules: tuple[tuple[int | None, str], ...]  # (max width or None for any, backend name)
+    # (backend, simulator to fail over to) when that backend's calls keep failing
+    # for a subexperiment; the report names each subexperiment that failed over and why.
+    failover: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         """Reject a table that leaves some width without a backend."""
@@ -32,6 +35,10 @@ class WidthPolicy:
                 return backend
         raise AssertionError("unreachable: the last rule is a catch-all")
 
+    def failover_for(self, backend: str) -> str | None:
+        """Return the backend that takes over subexperiments ``backend`` failed, if any."""
+        return dict(self.failover).get(backend)
+
 
 POLICIES: dict[str, WidthPolicy] = {
     policy.name: policy
@@ -42,8 +49,10 @@ POLICIES: dict[str, WidthPolicy] = {
         WidthPolicy(name="gpu", description="everything on the GPU simulator", rules=((None, "gpu"),)),
         WidthPolicy(
             name="width",
-            description="the paper's toy policy: <=5 qubits on the QPU, <=20 on CPU, wider on GPU",
+            description="the paper's toy policy: <=5 qubits on the QPU, <=20 on CPU, wider on GPU; "
+            "QPU subexperiments whose gateway calls keep failing fail over to the CPU",
             rules=((5, "qpu"), (20, "cpu"), (None, "gpu")),
+            failover=(("qpu", "cpu"),),
         ),
     )
 }

@@ -54,15 +54,51 @@ def build_report(run_dir: RunDir, *, timings: dict[str, float] | None = None) ->
             "observable_fingerprint": manifest["problem"]["observable_fingerprint"],
             "backends": execution["backend_descriptions"],
             "backend_per_subexperiment": execution["backends"],
+            # Subexperiments the policy moved off a failing backend, each with the reason.
+            "failovers": execution.get("failovers", []),
             "environment": environment(),
             "generated_with": spec["created_with"],
         },
         "timings": step_timings,
     }
+    qpu = _qpu_section(report)
+    if qpu is not None:
+        report["qpu"] = qpu
     atomic.write_json(run_dir.root / "report.json", report)
     atomic.write_text(run_dir.root / "summary.txt", summary_text(report))
     _plot_terms(run_dir, report)
     return report
+
+
+def _qpu_section(report: dict[str, Any]) -> dict[str, Any] | None:
+    """Summarise the QPU branch: what ran where, what failed over, and the noise-induced error.
+
+    With a noiseless simulator the estimate differs from the exact value only by
+    shot noise, whose size the standard error predicts; on a (real or emulated)
+    device the rest of the difference is noise-induced. ``noise_induced_error``
+    is the estimate minus the exact value, reported with that standard error and
+    their ratio, which says whether the difference is beyond shot noise.
+    """
+    provenance = report["provenance"]
+    ran = Counter(provenance["backend_per_subexperiment"])
+    planned = report["counts"].get("by_backend", {})
+    if not planned.get("qpu") and not ran.get("qpu"):
+        return None
+    failovers = provenance["failovers"]
+    reasons = Counter(f["reason"] for f in failovers)
+    section: dict[str, Any] = {
+        "planned": planned,
+        "ran": dict(sorted(ran.items())),
+        "failed_over": len(failovers),
+        "failover_reasons": dict(reasons.most_common()),
+        "device": provenance["backends"].get("qpu"),
+    }
+    if report["error"] is not None:
+        se = report["standard_error"]
+        section["noise_induced_error"] = report["error"]
+        section["shot_noise_standard_error"] = se
+        section["error_in_standard_errors"] = abs(report["error"]) / se if se else None
+    return section
 
 
 def summary_text(report: dict[str, Any]) -> str:
@@ -88,6 +124,28 @@ def summary_text(report: dict[str, Any]) -> str:
         f"mode            {provenance['mode']}"
         + (f", {provenance['shots']} shots" if provenance["shots"] else "")
         + f", seed {provenance['seed']}, policy {provenance['policy']}",
+    ]
+    qpu = report.get("qpu")
+    if qpu:
+        device = qpu.get("device") or {}
+        lines.append(
+            f"qpu branch      planned {qpu['planned']}, ran {qpu['ran']}"
+            + (f", device {device.get('device')} via {device.get('gateway')}" if device else "")
+        )
+        if qpu["failed_over"]:
+            reason, count = next(iter(qpu["failover_reasons"].items()))
+            lines.append(
+                f"failovers       {qpu['failed_over']} subexperiments "
+                f"(most common reason, {count}x: {reason})"
+            )
+        if "noise_induced_error" in qpu:
+            ratio = qpu["error_in_standard_errors"]
+            lines.append(
+                f"noise error     {qpu['noise_induced_error']:+.3e} (estimate - exact; shot noise alone "
+                f"{qpu['shot_noise_standard_error']:.2e}"
+                + (f", {ratio:.1f} standard errors)" if ratio is not None else ")")
+            )
+    lines += [
         "timings         " + ", ".join(f"{k} {v:.3f}s" for k, v in report["timings"].items()),
     ]
     return "\n".join(lines) + "\n"

@@ -19,8 +19,8 @@ import numpy as np
 from qiskit import QuantumCircuit, qasm3, qpy
 
 from qhybrid import atomic
-from qhybrid.backends import SIMULATOR_BACKENDS, OutcomeDistribution, get_backend
-from qhybrid.errors import InputError, RunDirError
+from qhybrid.backends import SIMULATOR_BACKENDS, OutcomeDistribution, QpuFailures, get_backend
+from qhybrid.errors import BackendUnavailable, InputError, RunDirError
 from qhybrid.fingerprint import circuit_fingerprint, observable_fingerprint
 from qhybrid.observables import format_pauli_sum
 from qhybrid.plan import CuttingPlan, build_plan, generate_subexperiments
@@ -187,26 +187,64 @@ def execute(run_dir: RunDir, start: int, stop: int) -> dict[str, Any]:
     circuits = cache.circuits(start, stop)
     entries = cache.plan.unique[start:stop]
     shots = cache.spec.shots if cache.spec.mode == "sampled" else None
+    policy = get_policy(cache.spec.policy)
     results: list[OutcomeDistribution | None] = [None] * len(circuits)
+    ran_on = [e.backend for e in entries]
+    failovers: list[dict[str, Any]] = []
     simulation_seconds: dict[str, float] = {}
+    descriptions: dict[str, dict[str, str]] = {}
+
+    def run_on(name: str, positions: list[int]) -> list[OutcomeDistribution]:
+        backend = get_backend(name)
+        sim_started = time.perf_counter()
+        try:
+            return backend.run(
+                [circuits[i] for i in positions], shots=shots, seeds=[entries[i].seed for i in positions]
+            )
+        finally:
+            simulation_seconds[name] = simulation_seconds.get(name, 0.0) + time.perf_counter() - sim_started
+            descriptions[name] = backend.description()
+
     for backend_name in sorted({e.backend for e in entries}):
         positions = [i for i, e in enumerate(entries) if e.backend == backend_name]
-        backend = get_backend(backend_name)
-        sim_started = time.perf_counter()
-        distributions = backend.run(
-            [circuits[i] for i in positions], shots=shots, seeds=[entries[i].seed for i in positions]
-        )
-        simulation_seconds[backend_name] = time.perf_counter() - sim_started
-        for i, distribution in zip(positions, distributions, strict=True):
-            results[i] = distribution
+        fallback = policy.failover_for(backend_name)
+        try:
+            distributions: list[OutcomeDistribution | None] = list(run_on(backend_name, positions))
+        except (QpuFailures, BackendUnavailable) as failure:
+            if fallback is None:
+                raise
+            # Per the policy, what the backend could not run goes to the fallback simulator
+            # with the same seeds; the report lists each such subexperiment and the reason.
+            if isinstance(failure, QpuFailures):
+                distributions, reasons = list(failure.results), failure.reasons
+            else:
+                distributions, reasons = (
+                    [None] * len(positions),
+                    dict.fromkeys(range(len(positions)), str(failure)),
+                )
+            failed = sorted(reasons)
+            for k, distribution in zip(failed, run_on(fallback, [positions[k] for k in failed]), strict=True):
+                distributions[k] = distribution
+                ran_on[positions[k]] = fallback
+                failovers.append(
+                    {
+                        "subexperiment": start + positions[k],
+                        "from": backend_name,
+                        "to": fallback,
+                        "reason": reasons[k],
+                    }
+                )
+        for i, outcome in zip(positions, distributions, strict=True):
+            results[i] = outcome
     done = [r for r in results if r is not None]
     assert len(done) == len(results)
     meta = {
         "start": start,
         "stop": stop,
-        "backends": [e.backend for e in entries],
-        "backend_descriptions": {name: get_backend(name).description() for name in simulation_seconds},
+        "backends": ran_on,
+        "backend_descriptions": descriptions,
         "simulation_seconds": simulation_seconds,
+        "failovers": failovers,
     }
     write_distributions(target, done, meta)
     return {
@@ -260,8 +298,10 @@ def collect_distributions(run_dir: RunDir, total: int) -> tuple[list[OutcomeDist
     simulation_seconds: dict[str, float] = {}
     backends: list[str | None] = [None] * total
     descriptions: dict[str, Any] = {}
+    failovers: list[dict[str, Any]] = []
     for start, stop in run_dir.result_ranges():
         distributions, meta = read_distributions(run_dir.result_file(start, stop))
+        failovers += [f for f in meta.get("failovers", []) if start <= f["subexperiment"] < total]
         for name, seconds in meta["simulation_seconds"].items():
             simulation_seconds[name] = simulation_seconds.get(name, 0.0) + seconds
         descriptions.update(meta["backend_descriptions"])
@@ -280,6 +320,7 @@ def collect_distributions(run_dir: RunDir, total: int) -> tuple[list[OutcomeDist
         "simulation_seconds": simulation_seconds,
         "backend_descriptions": descriptions,
         "backends": backends,
+        "failovers": sorted(failovers, key=lambda f: f["subexperiment"]),
     }
 
 

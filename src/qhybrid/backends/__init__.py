@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qhybrid.backends.aer import AerBackend
 from qhybrid.backends.base import Backend, OutcomeDistribution
-from qhybrid.backends.qpu import qpu_backend
+from qhybrid.backends.qpu import QpuFailures, gateway_settings, qpu_backend
 from qhybrid.errors import InputError
 
 BACKEND_NAMES = ("cpu", "gpu", "qpu")
@@ -13,18 +13,31 @@ SIMULATOR_BACKENDS = frozenset({"cpu", "gpu"})
 _cache: dict[str, Backend] = {}
 
 
+def _cache_key(name: str) -> str:
+    # The qpu backend follows the gateway settings, which a process may change between runs.
+    return f"qpu:{sorted(gateway_settings().items())}" if name == "qpu" else name
+
+
 def get_backend(name: str) -> Backend:
     """Return the named backend, creating it once per process; fail clearly if it cannot run."""
     if name not in BACKEND_NAMES:
         raise InputError("backend", f"unknown backend {name!r}; choose one of {list(BACKEND_NAMES)}")
-    if name not in _cache:
+    key = _cache_key(name)
+    if key not in _cache:
         if name == "cpu":
-            _cache[name] = AerBackend("cpu", "CPU")
+            _cache[key] = AerBackend("cpu", "CPU")
         elif name == "gpu":
-            _cache[name] = AerBackend("gpu", "GPU")
+            _cache[key] = AerBackend("gpu", "GPU")
         else:
-            qpu_backend()
-    return _cache[name]
+            _cache[key] = qpu_backend()
+    return _cache[key]
 
 
-__all__ = ["BACKEND_NAMES", "SIMULATOR_BACKENDS", "Backend", "OutcomeDistribution", "get_backend"]
+__all__ = [
+    "BACKEND_NAMES",
+    "SIMULATOR_BACKENDS",
+    "Backend",
+    "OutcomeDistribution",
+    "QpuFailures",
+    "get_backend",
+]

@@ -1,0 +1,49 @@
+# The QPU gateway: `qhybrid gateway serve`, the one component that talks to QPU
+# providers. Build from the repository root (`make images`), e.g.
+#   docker build -f images/gateway.Dockerfile -t qhybrid/gateway:dev .
+#
+# Pods run it as uid/gid 10001 with a read-only root filesystem: the only
+# writable places are mounted volumes and /tmp (an emptyDir). The provider token
+# is never baked in (no ENV, no ARG): the Deployment mounts it read-only from the
+# qpu-provider-credentials Secret at run time.
+
+# ---- build: a virtual environment holding qhybrid and its dependencies ----
+FROM python:3.12.12-slim-bookworm AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Only what `pip install .` reads: pyproject, its readme and the package-dir trees.
+COPY pyproject.toml README.md ./
+COPY src ./src
+COPY scenarios ./scenarios
+RUN pip install . \
+ && pip check
+
+# ---- run: the virtual environment on a clean base, as a non-root user ----
+FROM python:3.12.12-slim-bookworm
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 qhybrid \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
+        --shell /usr/sbin/nologin qhybrid \
+ && install -d -o 10001 -g 10001 /workspace
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    HOME=/tmp \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    MPLBACKEND=Agg \
+    XDG_CACHE_HOME=/tmp/.cache \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+WORKDIR /workspace
+USER 10001:10001
+# Smoke test as the runtime user: the entry point starts.
+RUN qhybrid --help >/dev/null
+# The port is the stack's gatewayPort default (Pulumi.yaml); the Service targets it.
+EXPOSE 8080
+# tini is PID 1 so SIGTERM (rollouts, drains) reaches the server.
+ENTRYPOINT ["tini", "--", "qhybrid"]
+CMD ["gateway", "serve", "--host", "0.0.0.0", "--port", "8080"]

@@ -1,0 +1,60 @@
+"""Compose the platform's parts for the running stack; returns what the stack exports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.argo import ArgoWorkflows, ArgoWorkflowsArgs
+from infra.cluster import Cluster, ClusterArgs
+from infra.gateway import QpuGateway, QpuGatewayArgs
+from infra.kueue import Kueue, KueueArgs
+from infra.monitoring import Monitoring, MonitoringArgs
+from qhybrid.blueprint import monitoring
+from qhybrid.blueprint.config import from_pulumi, secret_value
+
+
+def build_stack() -> dict[str, Any]:
+    """Create every part; raises a ConfigError naming the key before any resource on bad config."""
+    config = from_pulumi()
+    cluster = Cluster("cluster", ClusterArgs(config=config))
+    provider = cluster.provider
+    argo = ArgoWorkflows(
+        "argo",
+        ArgoWorkflowsArgs(
+            config=config,
+            provider=provider,
+            s3_access_key=secret_value("artifactS3AccessKey"),
+            s3_secret_key=secret_value("artifactS3SecretKey"),
+            extra_values=monitoring.argo_metrics_values(),
+        ),
+    )
+    kueue = Kueue(
+        "kueue",
+        KueueArgs(
+            config=config,
+            provider=provider,
+            workflow_namespace=argo.workflow_namespace_resource,
+            extra_values=monitoring.kueue_metrics_values(),
+        ),
+    )
+    gateway = QpuGateway(
+        "qpu-gateway",
+        QpuGatewayArgs(config=config, provider=provider, provider_token=secret_value("qpuProviderToken")),
+    )
+    monitoring_part = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            config=config,
+            provider=provider,
+            grafana_admin_password=secret_value("grafanaAdminPassword"),
+        ),
+    )
+    # dcgm-exporter ships a ServiceMonitor, whose CRD comes with kube-prometheus-stack.
+    cluster.add_gpu_metrics(after=[monitoring_part])
+    return {
+        "kubeconfig": cluster.kubeconfig,
+        "workflowNamespace": argo.workflow_namespace,
+        "clusterQueues": kueue.cluster_queues,
+        "localQueues": kueue.local_queues,
+        "gatewayUrl": gateway.service_url,
+    }

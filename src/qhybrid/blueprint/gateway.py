@@ -1,0 +1,260 @@
+"""The QPU gateway's platform objects: its credentials, pods, Service, PDB and network policies.
+
+The provider credentials live in one Secret in the gateway's namespace and are
+mounted read-only, as files, into the gateway pods only (never as environment
+variables, never into worker pods). The gateway runs on the ``qpu-gateway``
+pool; worker pods may reach it, Prometheus may scrape it, and it is the only
+pod allowed to leave the cluster. The gateway program itself is its own issue:
+here its image and port come from config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from qhybrid.blueprint.config import StackConfig
+from qhybrid.blueprint.names import (
+    GATEWAY_CONFIG_DIR,
+    GATEWAY_CONFIG_FILE,
+    GATEWAY_CONFIG_MAP,
+    GATEWAY_CREDENTIALS_MOUNT,
+    GATEWAY_CREDENTIALS_SECRET,
+    GATEWAY_LABELS,
+    GATEWAY_METRICS_PATH,
+    GATEWAY_NAME,
+    GATEWAY_NAMESPACE,
+    GATEWAY_PORT_NAME,
+    GATEWAY_SERVICE_ACCOUNT,
+    GATEWAY_STATE_CLAIM,
+    GATEWAY_STATE_DIR,
+    MONITORING_NAMESPACE,
+    PART_OF,
+    WORKER_LABELS,
+)
+from qhybrid.blueprint.namespaces import (
+    namespace,
+    restricted_container_security,
+    restricted_pod_security,
+)
+from qhybrid.blueprint.pools import pool_placement
+
+# File names inside the mounted credentials directory (the gateway reads them and
+# reloads them when they change).
+PROVIDER_TOKEN_FILE = "ibm-quantum-token"
+PROVIDER_INSTANCE_FILE = "ibm-quantum-instance"
+
+
+def _metadata(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": GATEWAY_NAMESPACE, "labels": {**PART_OF, **GATEWAY_LABELS}, **extra}
+
+
+def credentials_secret(config: StackConfig, provider_token: Any) -> dict[str, Any]:
+    """Return the provider credentials Secret; ``provider_token`` is a Pulumi secret or a placeholder."""
+    data: dict[str, Any] = {}
+    if provider_token is not None:
+        data[PROVIDER_TOKEN_FILE] = provider_token
+    if config.qpu_provider_instance:
+        data[PROVIDER_INSTANCE_FILE] = config.qpu_provider_instance
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _metadata(GATEWAY_CREDENTIALS_SECRET),
+        "stringData": data,
+    }
+
+
+def gateway_config(config: StackConfig) -> dict[str, Any]:
+    """Return the gateway's config file content (``qhybrid gateway serve --config``).
+
+    Client entries (hashed bearer tokens) are added by whoever issues client tokens;
+    without any, the gateway serves only the token it mints in its state directory.
+    """
+    return {
+        "backends": list(config.gateway_backends),
+        # In a pod, an accepted job must survive a node crash, not only a process crash.
+        "store": {"synchronous": "FULL"},
+    }
+
+
+def config_map(config: StackConfig) -> dict[str, Any]:
+    """Return the ConfigMap holding the gateway's config file."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(GATEWAY_CONFIG_MAP),
+        "data": {GATEWAY_CONFIG_FILE: yaml.safe_dump(gateway_config(config), sort_keys=True)},
+    }
+
+
+def state_claim(config: StackConfig) -> dict[str, Any]:
+    """Return the claim for the gateway's durable job queue (the cluster's default StorageClass)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(GATEWAY_STATE_CLAIM),
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": config.gateway_state_size}},
+        },
+    }
+
+
+def deployment(config: StackConfig) -> dict[str, Any]:
+    """Return the gateway Deployment, pinned to the qpu-gateway pool.
+
+    One replica, replaced with Recreate: the durable job queue is one SQLite file on
+    one volume, and two gateways each with their own queue could run a retried job twice.
+    """
+    placement = pool_placement("qpu-gateway")
+    probe = {"httpGet": {"path": "/healthz", "port": GATEWAY_PORT_NAME}, "periodSeconds": 10}
+    container = {
+        "name": "gateway",
+        "image": config.gateway_image,
+        "args": [
+            "gateway",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(config.gateway_port),
+            "--credentials-dir",
+            GATEWAY_CREDENTIALS_MOUNT,
+            "--state-dir",
+            GATEWAY_STATE_DIR,
+            "--config",
+            f"{GATEWAY_CONFIG_DIR}/{GATEWAY_CONFIG_FILE}",
+        ],
+        "ports": [{"name": GATEWAY_PORT_NAME, "containerPort": config.gateway_port, "protocol": "TCP"}],
+        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": GATEWAY_PORT_NAME}},
+        "livenessProbe": {**probe, "failureThreshold": 6},
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [
+            {"name": "provider-credentials", "mountPath": GATEWAY_CREDENTIALS_MOUNT, "readOnly": True},
+            {"name": "config", "mountPath": GATEWAY_CONFIG_DIR, "readOnly": True},
+            {"name": "state", "mountPath": GATEWAY_STATE_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(GATEWAY_NAME),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": dict(GATEWAY_LABELS)},
+            "template": {
+                "metadata": {"labels": {**PART_OF, **GATEWAY_LABELS}},
+                "spec": {
+                    "serviceAccountName": GATEWAY_SERVICE_ACCOUNT,
+                    # The gateway calls no Kubernetes API.
+                    "automountServiceAccountToken": False,
+                    "securityContext": restricted_pod_security(),
+                    "nodeSelector": placement["nodeSelector"],
+                    "tolerations": placement["tolerations"],
+                    "containers": [container],
+                    "volumes": [
+                        {
+                            "name": "provider-credentials",
+                            "secret": {"secretName": GATEWAY_CREDENTIALS_SECRET, "defaultMode": 0o400},
+                        },
+                        {"name": "config", "configMap": {"name": GATEWAY_CONFIG_MAP}},
+                        {"name": "state", "persistentVolumeClaim": {"claimName": GATEWAY_STATE_CLAIM}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def service(config: StackConfig) -> dict[str, Any]:
+    """Return the gateway's ClusterIP Service (API and /metrics on one named port)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(GATEWAY_NAME, annotations={"qhybrid.io/metrics-path": GATEWAY_METRICS_PATH}),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(GATEWAY_LABELS),
+            "ports": [
+                {"name": GATEWAY_PORT_NAME, "port": config.gateway_port, "targetPort": GATEWAY_PORT_NAME}
+            ],
+        },
+    }
+
+
+def disruption_budget() -> dict[str, Any]:
+    """Return the PDB: a drain may move the single gateway pod (its queue is on its volume).
+
+    ``minAvailable: 1`` would block every drain of the qpu-gateway pool forever.
+    """
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(GATEWAY_NAME),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(GATEWAY_LABELS)}},
+    }
+
+
+def network_policies(config: StackConfig) -> list[dict[str, Any]]:
+    """Return the gateway's policies: ingress from workers and Prometheus; egress to DNS and providers."""
+    port = [{"protocol": "TCP", "port": config.gateway_port}]
+    workers = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": config.workflow_namespace}},
+        "podSelector": {"matchLabels": dict(WORKER_LABELS)},
+    }
+    prometheus = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    dns = {
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    providers = {
+        "to": [{"ipBlock": {"cidr": cidr}} for cidr in config.gateway_egress_cidrs],
+        "ports": [{"protocol": "TCP", "port": 443}],
+    }
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _metadata(GATEWAY_NAME),
+            "spec": {
+                "podSelector": {"matchLabels": dict(GATEWAY_LABELS)},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": [workers, prometheus], "ports": port}],
+                "egress": [dns, providers],
+            },
+        }
+    ]
+
+
+def gateway_objects(config: StackConfig, provider_token: Any) -> list[dict[str, Any]]:
+    """Return every gateway object, namespace first and the Secret before the pods that mount it."""
+    return [
+        namespace(GATEWAY_NAMESPACE, enforce="restricted"),
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _metadata(GATEWAY_SERVICE_ACCOUNT),
+            "automountServiceAccountToken": False,
+        },
+        credentials_secret(config, provider_token),
+        config_map(config),
+        state_claim(config),
+        deployment(config),
+        service(config),
+        disruption_budget(),
+        *network_policies(config),
+    ]

@@ -1,0 +1,133 @@
+"""Metric names the monitoring reads: the QPU gateway's contract, and what Argo and Kueue export.
+
+The QPU gateway (a later part) MUST export the metrics in ``GATEWAY_METRICS`` on
+its ``http`` port at ``/metrics``, with exactly these names, types and labels:
+
+``qhybrid_gateway_jobs_total{backend, state}`` (counter)
+    Jobs that reached a terminal state; ``state`` is one of ``GATEWAY_TERMINAL_STATES``.
+``qhybrid_gateway_jobs_active{state}`` (gauge)
+    Jobs the gateway holds now; ``state`` is ``queued`` (waiting for a provider
+    slot: the gateway's queue depth) or ``running`` (submitted to the provider).
+``qhybrid_gateway_job_latency_seconds{backend}`` (histogram)
+    Time from a job's submission to the gateway until its result is back.
+``qhybrid_gateway_shots_total{client, backend}`` (counter)
+    Shots executed on hardware; ``client`` is the calling workflow's service account.
+``qhybrid_gateway_auth_failures_total{reason}`` (counter)
+    Requests from clients that the gateway refused; ``reason`` is one of ``GATEWAY_AUTH_FAILURE_REASONS``.
+``qhybrid_gateway_provider_auth_failures_total`` (counter)
+    Calls the QPU provider rejected because the gateway's own credentials were refused.
+``qhybrid_gateway_backend_calibration_age_seconds{backend}`` (gauge)
+    Seconds since the backend's last calibration, as reported by the provider.
+
+Counters must exist from process start: unlabelled ones at 0, labelled ones at 0
+for every known label value (states, reasons, configured backends). Alerts use
+``increase()``, which needs two samples, so a counter born at 1 would hide the
+first failure. Names follow Prometheus conventions: ``qhybrid_`` namespace, base
+units (seconds), counters end in ``_total`` and nothing else does.
+
+Argo Workflows 3.6 (chart ``argo-workflows`` 0.45) exports its controller metrics
+through OpenTelemetry's Prometheus exporter with the ``argo_workflows_`` prefix
+and no extra ``_total`` suffix; Kueue exports ``kueue_*`` from controller-runtime.
+The names below are the ones the rules and dashboards query.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Scrape job names: the ServiceMonitors/PodMonitors set ``job`` to these, so the
+# target-down alerts select a fixed name rather than a chart-generated Service name.
+JOB_ARGO_CONTROLLER = "argo-workflows-controller"
+JOB_KUEUE_CONTROLLER = "kueue-controller"
+JOB_QPU_GATEWAY = "qpu-gateway"
+
+# --- QPU gateway (the contract) ---
+GATEWAY_JOBS_TOTAL = "qhybrid_gateway_jobs_total"
+GATEWAY_JOBS_ACTIVE = "qhybrid_gateway_jobs_active"
+GATEWAY_JOB_LATENCY_SECONDS = "qhybrid_gateway_job_latency_seconds"
+GATEWAY_SHOTS_TOTAL = "qhybrid_gateway_shots_total"
+GATEWAY_AUTH_FAILURES_TOTAL = "qhybrid_gateway_auth_failures_total"
+GATEWAY_PROVIDER_AUTH_FAILURES_TOTAL = "qhybrid_gateway_provider_auth_failures_total"
+GATEWAY_CALIBRATION_AGE_SECONDS = "qhybrid_gateway_backend_calibration_age_seconds"
+
+GATEWAY_TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+GATEWAY_ACTIVE_STATES = ("queued", "running")
+GATEWAY_AUTH_FAILURE_REASONS = ("missing_token", "invalid_token", "forbidden")
+
+# --- Argo Workflows controller (3.6) ---
+ARGO_WORKFLOWS_TOTAL = "argo_workflows_total_count"  # counter {phase, namespace}: workflows entering a phase
+ARGO_WORKFLOWS_GAUGE = "argo_workflows_gauge"  # gauge {status}: workflows in each phase now
+ARGO_PODS_GAUGE = "argo_workflows_pods_gauge"  # gauge {phase}: workflow pods (tasks) in each phase now
+ARGO_COMPLETED_PHASES = ("Succeeded", "Failed", "Error")
+ARGO_TASK_PHASES = ("Pending", "Running", "Succeeded", "Failed")
+
+# --- Kueue (0.13) ---
+KUEUE_PENDING_WORKLOADS = "kueue_pending_workloads"  # gauge {cluster_queue, status=active|inadmissible}
+KUEUE_ADMITTED_ACTIVE_WORKLOADS = "kueue_admitted_active_workloads"  # gauge {cluster_queue}
+KUEUE_ADMITTED_WORKLOADS_TOTAL = "kueue_admitted_workloads_total"  # counter {cluster_queue}
+KUEUE_ADMISSION_WAIT_SECONDS = "kueue_admission_wait_time_seconds"  # histogram {cluster_queue}
+KUEUE_CLUSTER_QUEUE_STATUS = "kueue_cluster_queue_status"  # gauge {cluster_queue, status}: 1 for the current
+
+# --- kube-state-metrics, cAdvisor (via kube-prometheus-stack's recording rules) ---
+KSM_NODE_LABELS = "kube_node_labels"
+KSM_NODE_ALLOCATABLE = "kube_node_status_allocatable"
+KSM_POD_REQUESTS = "kube_pod_container_resource_requests"
+NODE_CPU_USAGE_RULE = "node_namespace_pod_container:container_cpu_usage_seconds_total:sum_irate"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of the gateway's contract."""
+
+    name: str
+    type: str  # counter | gauge | histogram
+    labels: tuple[str, ...]
+    help: str
+
+
+GATEWAY_METRICS: tuple[Metric, ...] = (
+    Metric(GATEWAY_JOBS_TOTAL, "counter", ("backend", "state"), "Jobs that reached a terminal state."),
+    Metric(GATEWAY_JOBS_ACTIVE, "gauge", ("state",), "Jobs queued at or running through the gateway."),
+    Metric(GATEWAY_JOB_LATENCY_SECONDS, "histogram", ("backend",), "Seconds from job submission to result."),
+    Metric(GATEWAY_SHOTS_TOTAL, "counter", ("client", "backend"), "Shots executed on QPU backends."),
+    Metric(GATEWAY_AUTH_FAILURES_TOTAL, "counter", ("reason",), "Client requests refused by the gateway."),
+    Metric(
+        GATEWAY_PROVIDER_AUTH_FAILURES_TOTAL, "counter", (), "Provider calls rejected for bad credentials."
+    ),
+    Metric(
+        GATEWAY_CALIBRATION_AGE_SECONDS, "gauge", ("backend",), "Seconds since the backend's calibration."
+    ),
+)
+
+_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_UNITS = ("_seconds", "_bytes", "_ratio")
+
+
+def naming_problems(metric: Metric) -> list[str]:
+    """Return how ``metric`` breaks Prometheus naming conventions (empty when it follows them)."""
+    problems = []
+    if not _NAME.match(metric.name) or ":" in metric.name:
+        problems.append(f"{metric.name}: not a valid metric name (colons are for recording rules)")
+    if not metric.name.startswith("qhybrid_"):
+        problems.append(f"{metric.name}: missing the qhybrid_ namespace prefix")
+    if metric.type not in ("counter", "gauge", "histogram"):
+        problems.append(f"{metric.name}: unknown type {metric.type!r}")
+    if (metric.type == "counter") != metric.name.endswith("_total"):
+        problems.append(f"{metric.name}: only counters end in _total, and every counter does")
+    if metric.type == "histogram" and not metric.name.endswith(_UNITS):
+        problems.append(f"{metric.name}: a histogram names its base unit, e.g. _seconds")
+    for label in metric.labels:
+        if not _LABEL.match(label) or label.startswith("__") or label in ("le", "quantile"):
+            problems.append(f"{metric.name}: label {label!r} is invalid or reserved")
+    return problems
+
+
+# --- QPU gateway: further metrics it exports (beyond the contract above; appended by the gateway) ---
+GATEWAY_QUEUE_DEPTH = "qhybrid_gateway_queue_depth"  # gauge {backend}: queued jobs per backend
+GATEWAY_ADMISSION_REJECTIONS_TOTAL = "qhybrid_gateway_admission_rejections_total"  # counter {reason}
+GATEWAY_ADMISSION_REJECTION_REASONS = ("queue_full", "shot_budget", "too_large", "malformed", "key_conflict")
+GATEWAY_REQUEST_DURATION_SECONDS = "qhybrid_gateway_request_duration_seconds"  # histogram {route, method}
+# counter: provider credentials reloaded from their files
+GATEWAY_CREDENTIAL_RELOADS_TOTAL = "qhybrid_gateway_credential_reloads_total"

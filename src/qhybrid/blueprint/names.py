@@ -1,0 +1,50 @@
+"""Names shared by builders, components and the workflow: namespaces, releases, labels, ports.
+
+One place, so a ServiceMonitor's selector, a NetworkPolicy's peer and the object
+it points at can never drift apart. The workflow namespace comes from stack
+config (``workflowNamespace``); everything else is fixed.
+"""
+
+from __future__ import annotations
+
+PART_OF = {"app.kubernetes.io/part-of": "qhybrid"}
+
+# Namespaces of the platform's parts.
+ARGO_NAMESPACE = "argo"
+KUEUE_NAMESPACE = "kueue-system"
+MONITORING_NAMESPACE = "monitoring"
+GATEWAY_NAMESPACE = "qhybrid-gateway"
+
+# Helm release names (chart resources are named after them).
+ARGO_RELEASE = "argo-workflows"
+KUEUE_RELEASE = "kueue"
+MONITORING_RELEASE = "kube-prometheus-stack"
+
+# The QPU gateway's objects.
+GATEWAY_NAME = "qpu-gateway"
+GATEWAY_LABELS = {"app.kubernetes.io/name": GATEWAY_NAME, "app.kubernetes.io/component": "qpu-gateway"}
+GATEWAY_PORT_NAME = "http"  # serves the API and /metrics
+GATEWAY_METRICS_PATH = "/metrics"
+GATEWAY_CREDENTIALS_SECRET = "qpu-provider-credentials"
+GATEWAY_CREDENTIALS_MOUNT = "/var/run/secrets/qhybrid/provider"
+GATEWAY_SERVICE_ACCOUNT = "qpu-gateway"
+GATEWAY_CONFIG_MAP = "qpu-gateway-config"
+GATEWAY_CONFIG_DIR = "/etc/qhybrid-gateway"
+GATEWAY_CONFIG_FILE = "config.yaml"
+GATEWAY_STATE_CLAIM = "qpu-gateway-state"
+GATEWAY_STATE_DIR = "/var/lib/qhybrid-gateway"
+
+# Workflow pods: their service account and the label every worker pod carries,
+# which the gateway's NetworkPolicy admits.
+WORKFLOW_SERVICE_ACCOUNT = "qhybrid-workflow"
+WORKER_LABELS = {"app.kubernetes.io/name": "qhybrid-worker", **PART_OF}
+ARTIFACT_PVC = "qhybrid-artifacts"
+ARTIFACT_REPOSITORY_CONFIGMAP = "artifact-repositories"
+
+# Labels that make kube-prometheus-stack pick up our objects.
+PROMETHEUS_SELECTOR_LABELS = {"release": MONITORING_RELEASE}
+GRAFANA_DASHBOARD_LABEL = {"grafana_dashboard": "1"}
+
+# Labels the Prometheus operator puts on the pods of every Prometheus it runs: the
+# peer that NetworkPolicies admit so their pods can be scraped.
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}

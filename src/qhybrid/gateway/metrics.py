@@ -1,0 +1,122 @@
+"""The gateway's Prometheus metrics, named by the monitoring contract (qhybrid.blueprint.metric_names).
+
+Each gateway app owns its registry (tests run several in one process). Every
+labelled counter is created at 0 for each known label value at start, because
+alert rules use ``increase()``, which needs a sample before the first event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from qhybrid.blueprint import metric_names as names
+from qhybrid.gateway.store import JobStore
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+# The *_created series double the scrape for no rule or dashboard that reads them.
+disable_created_metrics()
+
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class GatewayMetrics:
+    """All metrics of one gateway."""
+
+    def __init__(self, backends: Iterable[str], clients: Iterable[str]) -> None:
+        """Create the metrics with every known label value at zero."""
+        backends, clients = list(backends), list(clients)
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.jobs = Counter(
+            names.GATEWAY_JOBS_TOTAL.removesuffix("_total"),
+            "Jobs that reached a terminal state.",
+            ["backend", "state"],
+            registry=r,
+        )
+        self.active = Gauge(
+            names.GATEWAY_JOBS_ACTIVE, "Jobs queued at or running through the gateway.", ["state"], registry=r
+        )
+        self.queue_depth = Gauge(
+            names.GATEWAY_QUEUE_DEPTH, "Queued jobs per backend.", ["backend"], registry=r
+        )
+        self.latency = Histogram(
+            names.GATEWAY_JOB_LATENCY_SECONDS,
+            "Seconds from job submission to result.",
+            ["backend"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.shots = Counter(
+            names.GATEWAY_SHOTS_TOTAL.removesuffix("_total"),
+            "Shots executed, by client and backend.",
+            ["client", "backend"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            names.GATEWAY_AUTH_FAILURES_TOTAL.removesuffix("_total"),
+            "Client requests refused by the gateway.",
+            ["reason"],
+            registry=r,
+        )
+        self.provider_auth_failures = Counter(
+            names.GATEWAY_PROVIDER_AUTH_FAILURES_TOTAL.removesuffix("_total"),
+            "Provider calls rejected for bad credentials.",
+            registry=r,
+        )
+        self.calibration_age = Gauge(
+            names.GATEWAY_CALIBRATION_AGE_SECONDS,
+            "Seconds since the backend's calibration.",
+            ["backend"],
+            registry=r,
+        )
+        self.rejections = Counter(
+            names.GATEWAY_ADMISSION_REJECTIONS_TOTAL.removesuffix("_total"),
+            "Job submissions refused at admission.",
+            ["reason"],
+            registry=r,
+        )
+        self.requests = Histogram(
+            names.GATEWAY_REQUEST_DURATION_SECONDS,
+            "Seconds to answer an HTTP request.",
+            ["route", "method"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.credential_reloads = Counter(
+            names.GATEWAY_CREDENTIAL_RELOADS_TOTAL.removesuffix("_total"),
+            "Times the provider credentials were reloaded from their files.",
+            registry=r,
+        )
+        for backend in backends:
+            for state in names.GATEWAY_TERMINAL_STATES:
+                self.jobs.labels(backend, state)
+            for client in clients:
+                self.shots.labels(client, backend)
+            self.latency.labels(backend)
+        for reason in names.GATEWAY_AUTH_FAILURE_REASONS:
+            self.auth_failures.labels(reason)
+        for reason in names.GATEWAY_ADMISSION_REJECTION_REASONS:
+            self.rejections.labels(reason)
+
+    def watch_store(self, store: JobStore, backends: Iterable[str]) -> None:
+        """Read queue depth and active jobs from the store's live counters at scrape time."""
+        self.active.labels("queued").set_function(lambda: store.total_queued)
+        self.active.labels("running").set_function(lambda: sum(store.running.values()))
+        for backend in backends:
+            self.queue_depth.labels(backend).set_function(_depth(store, backend))
+
+    def watch_calibration(self, backend: str, calibration_time: Callable[[], float | None]) -> None:
+        """Export the age of a backend's calibration (only for backends that have one)."""
+
+        def age() -> float:
+            value = calibration_time()
+            return float("nan") if value is None else max(0.0, time.time() - value)
+
+        self.calibration_age.labels(backend).set_function(age)
+
+
+def _depth(store: JobStore, backend: str) -> Callable[[], float]:
+    return lambda: store.queued[backend]

@@ -1,0 +1,266 @@
+"""Start a gateway on loopback, run locust headless against it with a named load shape, summarise.
+
+    .venv/bin/python tests/load/run_load.py --shape step --duration 20 --users 50 --out runs/load
+
+Writes OUT/summary.json (req/s, p50/p95/p99 per endpoint, accepted jobs/s,
+429s, failures by kind) and OUT/load.png, plus locust's CSV files. Against an
+existing gateway, pass --url and --token-file instead of letting it start one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SHAPES = ("constant", "step", "spike")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gateway(
+    out: Path, *, max_queued: int, seconds_per_job: float, concurrency: int
+) -> tuple[Any, str, Path]:
+    """Start ``qhybrid gateway serve`` with a trivial backend; return (process, url, token file)."""
+    import httpx
+    import yaml
+
+    from qhybrid.gateway.auth import hash_token, new_token
+    from qhybrid.gateway.cli import write_token_file
+
+    token_file = out / "load-client.token"
+    token = new_token()
+    write_token_file(token_file, token)
+    config = {
+        "backends": [
+            {
+                "name": "trivial",
+                "kind": "trivial",
+                "seconds_per_job": seconds_per_job,
+                "concurrency": concurrency,
+            }
+        ],
+        "queue": {"max_queued_jobs": max_queued, "retry_after_seconds": 1},
+        "clients": [{"name": "load", "token_sha256": hash_token(token)}],
+    }
+    (out / "gateway.yaml").write_text(yaml.safe_dump(config))
+    port = _free_port()
+    log = open(out / "gateway.log", "wb")  # noqa: SIM115 - the child writes to it
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "qhybrid", "gateway", "serve", "--port", str(port),
+            "--config", str(out / "gateway.yaml"), "--state-dir", str(out / "gateway-state"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited: {(out / 'gateway.log').read_text()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url, token_file
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("gateway not ready in 60 s")
+
+
+def _percentiles(row: dict[str, str]) -> dict[str, float]:
+    return {
+        name: float(row[column] or 0) for name, column in (("p50", "50%"), ("p95", "95%"), ("p99", "99%"))
+    }
+
+
+def summarise(out: Path, duration: float, shape: str, users: int) -> dict[str, Any]:
+    """Read locust's CSV files into the summary."""
+    with open(out / "locust_stats.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    endpoints = {}
+    for row in rows:
+        endpoints[row["Name"] if row["Type"] else "Aggregated"] = {
+            "requests": int(row["Request Count"]),
+            "failures": int(row["Failure Count"]),
+            "requests_per_s": float(row["Requests/s"]),
+            **_percentiles(row),
+        }
+    failures: dict[str, int] = {}
+    with open(out / "locust_failures.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            kind = f"{row['Method']} {row['Name']}: {row['Error']}"
+            failures[kind] = failures.get(kind, 0) + int(row["Occurrences"])
+    submit = endpoints.get("POST /v1/jobs", {"requests": 0, "failures": 0})
+    overload = endpoints.get("POST /v1/jobs [429 overload]", {"requests": 0})
+    aggregated = endpoints.get("Aggregated", {})
+    accepted = submit["requests"] - submit["failures"]
+    return {
+        "shape": shape,
+        "users": users,
+        "duration_s": duration,
+        "requests_per_s": aggregated.get("requests_per_s", 0.0),
+        "latency_ms": {k: aggregated.get(k, 0.0) for k in ("p50", "p95", "p99")},
+        "submitted_ok": accepted,  # 202 new jobs and 200 resubmissions of a known key
+        "accepted_jobs_per_s": endpoints.get("POST /v1/jobs", {}).get("requests_per_s", 0.0),
+        "submit_latency_ms": {k: submit.get(k, 0.0) for k in ("p50", "p95", "p99")},
+        "overload_429": overload["requests"],
+        "failures_by_kind": failures,
+        "unexpected_failures": sum(failures.values()),
+        "endpoints": endpoints,
+    }
+
+
+def plot(out: Path, summary: dict[str, Any]) -> None:
+    """Draw requests/s, failures/s, 429s and p95 over time from locust's history CSV."""
+    from matplotlib.figure import Figure
+
+    with open(out / "locust_stats_history.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["Name"] == "Aggregated"]
+    if not rows:
+        return
+    start = float(rows[0]["Timestamp"])
+    t = [float(r["Timestamp"]) - start for r in rows]
+    figure = Figure(figsize=(8, 5))
+    top, bottom = figure.subplots(2, 1, sharex=True)
+    top.plot(t, [float(r["Requests/s"]) for r in rows], label="requests/s")
+    top.plot(t, [float(r["Failures/s"]) for r in rows], label="failures/s")
+    top.plot(t, [float(r["User Count"]) for r in rows], label="users", linestyle="--")
+    top.set_ylabel("per second / users")
+    top.legend(loc="upper left")
+    bottom.plot(t, [float(r["95%"] if r["95%"] != "N/A" else 0) for r in rows], label="p95 (ms)")
+    bottom.plot(t, [float(r["50%"] if r["50%"] != "N/A" else 0) for r in rows], label="p50 (ms)")
+    bottom.set_xlabel("seconds")
+    bottom.set_ylabel("ms")
+    bottom.legend(loc="upper left")
+    top.set_title(
+        f"gateway load, shape {summary['shape']}: {summary['requests_per_s']:.0f} req/s, "
+        f"p99 {summary['latency_ms']['p99']:.0f} ms, {summary['overload_429']} x 429, "
+        f"{summary['unexpected_failures']} failures"
+    )
+    figure.savefig(out / "load.png", dpi=90)
+
+
+def run(
+    out: Path,
+    *,
+    shape: str = "step",
+    duration: float = 20.0,
+    users: int = 50,
+    rate: float = 5.0,
+    url: str | None = None,
+    token_file: Path | None = None,
+    max_queued: int = 10000,
+    seconds_per_job: float = 0.0,
+    concurrency: int = 1,
+) -> dict[str, Any]:
+    """Run one load test and return its summary (also written to OUT/summary.json)."""
+    from qiskit import QuantumCircuit
+
+    from qhybrid.gateway.payload import encode_qpy
+
+    if shape not in SHAPES:
+        raise SystemExit(f"--shape must be one of {SHAPES}")
+    out.mkdir(parents=True, exist_ok=True)
+    circuit = QuantumCircuit(3, 3)
+    circuit.x(0)
+    circuit.cx(0, 2)
+    circuit.measure(range(3), range(3))
+    (out / "circuits.b64").write_text(encode_qpy([circuit]))
+    process = None
+    if url is None:
+        process, url, token_file = start_gateway(
+            out, max_queued=max_queued, seconds_per_job=seconds_per_job, concurrency=concurrency
+        )
+    assert token_file is not None
+    env = {
+        **os.environ,
+        "QHYBRID_GATEWAY_TOKEN_FILE": str(token_file),
+        "QHYBRID_LOAD_CIRCUITS": str(out / "circuits.b64"),
+        "QHYBRID_LOAD_SHAPE": shape,
+        "QHYBRID_LOAD_USERS": str(users),
+        "QHYBRID_LOAD_DURATION": str(duration),
+        "QHYBRID_LOAD_RATE": str(rate),
+    }
+    try:
+        result = subprocess.run(
+            [
+                sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py"), "--headless",
+                "--host", url, "--csv", str(out / "locust"), "--csv-full-history", "--only-summary",
+                "--run-time", f"{int(duration) + 15}s", "--stop-timeout", "5", "--exit-code-on-error", "0",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=duration + 120,
+        )  # fmt: skip
+        (out / "locust.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise RuntimeError(f"locust exited {result.returncode}: {result.stderr[-2000:]}")
+        summary = summarise(out, duration, shape, users)
+        if process is not None:
+            import httpx
+
+            metrics = httpx.get(f"{url}/metrics", timeout=10).text
+            summary["gateway_metrics"] = [
+                line for line in metrics.splitlines()
+                if line.startswith(("qhybrid_gateway_jobs_total", "qhybrid_gateway_admission_rejections"))
+            ]  # fmt: skip
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    plot(out, summary)
+    return summary
+
+
+def main() -> None:
+    """Command line: see the module docstring."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--shape", choices=SHAPES, default="step")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=5.0, help="tasks per second per user")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "load")
+    parser.add_argument("--url", help="an existing gateway (default: start one on loopback)")
+    parser.add_argument("--token-file", type=Path)
+    parser.add_argument("--max-queued", type=int, default=10000)
+    parser.add_argument("--seconds-per-job", type=float, default=0.0, help="emulated device time per job")
+    args = parser.parse_args()
+    summary = run(
+        args.out,
+        shape=args.shape,
+        duration=args.duration,
+        users=args.users,
+        rate=args.rate,
+        url=args.url,
+        token_file=args.token_file,
+        max_queued=args.max_queued,
+        seconds_per_job=args.seconds_per_job,
+    )
+    print(
+        json.dumps({k: v for k, v in summary.items() if k not in ("endpoints", "gateway_metrics")}, indent=2)
+    )
+    print(f"wrote {args.out / 'summary.json'} and {args.out / 'load.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The whole Pulumi program per stack under mocks: parts, provider wiring, config errors, secrets."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from qhybrid.blueprint.config import ConfigError
+from tests.unit.infra.conftest import SECRET_KEYS, SECRET_VALUES, Graph, run_program, stack_values
+
+PARTS = {
+    "qhybrid:cluster:Cluster",
+    "qhybrid:argo:ArgoWorkflows",
+    "qhybrid:kueue:Kueue",
+    "qhybrid:monitoring:Monitoring",
+    "qhybrid:gateway:QpuGateway",
+}
+
+
+def program():
+    from infra.stack import build_stack
+
+    return build_stack()
+
+
+@pytest.fixture(scope="module", params=["kind", "eks"])
+def stack(request):
+    graph = run_program(program, stack_values(request.param), SECRET_KEYS, stack=request.param)
+    return request.param, graph
+
+
+def test_each_stack_creates_every_part_once(stack):
+    _, graph = stack
+    counts = Counter(r.type for r in graph.registrations if r.type.startswith("qhybrid:"))
+    assert set(counts) == PARTS
+    assert all(n == 1 for n in counts.values())
+
+
+def test_every_kubernetes_resource_uses_the_provider_built_from_the_cluster_kubeconfig(stack):
+    name, graph = stack
+    [cluster] = graph.of_type("qhybrid:cluster:Cluster")
+    providers = [r for r in graph.of_type("pulumi:providers:kubernetes") if r.parent == cluster.urn]
+    assert len(providers) == 1
+    provider = providers[0]
+    kubeconfig_source = "kubeconfig"
+    assert kubeconfig_source in provider.inputs
+    kubernetes = [r for r in graph.registrations if r.type.startswith("kubernetes:")]
+    assert len(kubernetes) > 30
+    for resource in kubernetes:
+        assert resource.provider.startswith(provider.urn), (resource.type, resource.name)
+
+
+def test_the_release_set_per_stack(stack):
+    name, graph = stack
+    charts = sorted(
+        r.inputs["chart"].rsplit("/", 1)[-1] for r in graph.of_type("kubernetes:helm.sh/v3:Release")
+    )
+    expected = ["argo-workflows", "kube-prometheus-stack", "kueue"]
+    if name == "eks":
+        expected += ["dcgm-exporter", "nvidia-device-plugin"]
+    assert charts == sorted(expected)
+
+
+def test_secret_values_never_reach_anything_but_kubernetes_secrets(stack):
+    _, graph = stack
+    for resource in graph.registrations:
+        text = json.dumps(resource.inputs, default=str)
+        for value in SECRET_VALUES:
+            if value in text:
+                assert resource.type == "kubernetes:core/v1:Secret", (resource.type, resource.name)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ({"cpuQuotaCpu": -4}, "qhybrid:cpuQuotaCpu"),
+        ({"gpuVendor": "intel"}, "qhybrid:gpuVendor"),
+        ({"cpuNodes": 0}, "qhybrid:cpuNodes"),
+    ],
+)
+def test_invalid_config_fails_before_any_resource(override, key):
+    graph = Graph()
+    with pytest.raises(ConfigError) as caught:
+        run_program(program, stack_values("kind", **override), SECRET_KEYS, graph=graph)
+    assert caught.value.field == key
+    assert graph.registrations == []
+
+
+def test_the_graph_records_resources_registered_before_a_failure():
+    # Guards the test above: a program that fails after one resource leaves it in the graph.
+    import pulumi_kubernetes as k8s
+
+    def failing():
+        k8s.Provider("early", kubeconfig="x")
+        raise ConfigError("cpuQuotaCpu", "late failure")
+
+    graph = Graph()
+    with pytest.raises(ConfigError):
+        run_program(failing, stack_values("kind"), SECRET_KEYS, graph=graph)
+    assert [r.name for r in graph.registrations] == ["early"]
+
+
+def test_a_secret_set_in_plain_text_fails_before_any_resource():
+    plain = [k for k in SECRET_KEYS if not k.endswith("qpuProviderToken")]
+    with pytest.raises(ConfigError, match="qpuProviderToken: is a secret but was set in plain text"):
+        run_program(program, stack_values("kind"), plain)
+
+
+def test_a_missing_grafana_password_fails_before_any_resource():
+    values = stack_values("kind")
+    del values["qhybrid:grafanaAdminPassword"]
+    with pytest.raises(ConfigError, match="grafanaAdminPassword: is not set"):
+        run_program(program, values, [k for k in SECRET_KEYS if "grafana" not in k])
