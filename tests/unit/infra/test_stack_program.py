@@ -113,3 +113,64 @@ def test_a_missing_grafana_password_fails_before_any_resource():
     del values["qhybrid:grafanaAdminPassword"]
     with pytest.raises(ConfigError, match="grafanaAdminPassword: is not set"):
         run_program(program, values, [k for k in SECRET_KEYS if "grafana" not in k])
+
+
+# The resources each committed stack produces, by type. A change here is a change to
+# what `pulumi up` creates: update the table on purpose, never to make a test pass.
+COMMON = {
+    "qhybrid:cluster:Cluster": 1,
+    "qhybrid:argo:ArgoWorkflows": 1,
+    "qhybrid:kueue:Kueue": 1,
+    "qhybrid:monitoring:Monitoring": 1,
+    "qhybrid:gateway:QpuGateway": 1,
+    "pulumi:providers:kubernetes": 1,
+    "kubernetes:core/v1:Namespace": 5,
+    "kubernetes:core/v1:ServiceAccount": 2,
+    "kubernetes:core/v1:Service": 1,
+    "kubernetes:apps/v1:Deployment": 1,
+    "kubernetes:policy/v1:PodDisruptionBudget": 1,
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 2,
+    "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
+    "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1,
+    "kubernetes:kueue.x-k8s.io/v1beta1:ResourceFlavor": 3,
+    "kubernetes:kueue.x-k8s.io/v1beta1:ClusterQueue": 3,
+    "kubernetes:kueue.x-k8s.io/v1beta1:LocalQueue": 3,
+    "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": 2,
+    "kubernetes:monitoring.coreos.com/v1:PodMonitor": 1,
+    "kubernetes:monitoring.coreos.com/v1:PrometheusRule": 1,
+}
+EXPECTED = {
+    "kind": {
+        **COMMON,
+        "command:local:Command": 2,  # create/delete the cluster; read its kubeconfig
+        "kubernetes:helm.sh/v3:Release": 3,
+        "kubernetes:core/v1:Secret": 2,  # provider credentials, Grafana admin
+        "kubernetes:core/v1:ConfigMap": 5,  # 4 dashboards, gateway config
+        "kubernetes:core/v1:PersistentVolume": 1,  # the shared host directory
+        "kubernetes:core/v1:PersistentVolumeClaim": 2,  # artifacts, gateway state
+    },
+    "eks": {
+        **COMMON,
+        "pulumi:providers:aws": 1,
+        "aws:ec2/vpc:Vpc": 1,
+        "aws:ec2/internetGateway:InternetGateway": 1,
+        "aws:ec2/routeTable:RouteTable": 1,
+        "aws:ec2/routeTableAssociation:RouteTableAssociation": 2,
+        "aws:ec2/subnet:Subnet": 2,
+        "aws:iam/role:Role": 1,
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment": 4,
+        "aws:eks/addon:Addon": 1,
+        "eks:index:Cluster": 1,
+        "eks:index:ManagedNodeGroup": 4,
+        "kubernetes:storage.k8s.io/v1:StorageClass": 1,
+        "kubernetes:helm.sh/v3:Release": 5,  # + NVIDIA device plugin, dcgm-exporter
+        "kubernetes:core/v1:Secret": 3,  # + S3 artifact credentials
+        "kubernetes:core/v1:ConfigMap": 6,  # + the S3 artifact repository
+        "kubernetes:core/v1:PersistentVolumeClaim": 1,  # gateway state (artifacts go to S3)
+    },
+}
+
+
+def test_each_stack_config_produces_exactly_the_expected_resources(stack):
+    name, graph = stack
+    assert dict(Counter(r.type for r in graph.registrations)) == EXPECTED[name]
