@@ -41,10 +41,17 @@ class QpuGateway(pulumi.ComponentResource):
         for obj in objects[1:]:
             needs: list[pulumi.Resource] = [ns]
             if obj["kind"] == "Deployment":
-                # Everything the pod mounts or runs as exists before it is scheduled.
+                # Everything the pod mounts or runs as exists before it is scheduled, and
+                # its service account may create TokenReviews before it serves a worker.
                 needs += [
                     created[kind]
-                    for kind in ("Secret", "ServiceAccount", "ConfigMap", "PersistentVolumeClaim")
+                    for kind in (
+                        "Secret",
+                        "ServiceAccount",
+                        "ClusterRoleBinding",
+                        "ConfigMap",
+                        "PersistentVolumeClaim",
+                    )
                 ]
             created[obj["kind"]] = create_object(obj, child.merge(pulumi.ResourceOptions(depends_on=needs)))
         service = gateway.service(args.config)

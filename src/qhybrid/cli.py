@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,25 @@ import typer
 
 from qhybrid.errors import InputError, QhybridError
 from qhybrid.gateway.cli import gateway_app
+from qhybrid.options import (
+    DEFAULT_SHOTS,
+    SCENARIO_NAME,
+    CircuitFile,
+    GatewayBackend,
+    GatewayTokenFile,
+    GatewayUrl,
+    MaxWidth,
+    ModeOption,
+    ObservableText,
+    Partition,
+    PolicyOption,
+    Qubits,
+    Reps,
+    Seed,
+    Shots,
+)
 from qhybrid.problem import RunSpec, read_circuit_file
+from qhybrid.workflow.cli import workflow_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 run_app = typer.Typer(no_args_is_help=True, help="Run a workflow end to end on this machine.")
@@ -20,43 +39,7 @@ step_app = typer.Typer(no_args_is_help=True, help="Run one step of a workflow ov
 app.add_typer(run_app, name="run")
 app.add_typer(step_app, name="step")
 app.add_typer(gateway_app, name="gateway")
-
-SCENARIO_NAME = "cutting"
-DEFAULT_SHOTS = 4096
-
-Qubits = Annotated[int | None, typer.Option(help="Qubits of the reference circuit [default: 10].")]
-Reps = Annotated[int | None, typer.Option(help="Repetitions of the reference ansatz [default: 3].")]
-CircuitFile = Annotated[Path | None, typer.Option("--circuit", help="Your circuit, OpenQASM 2 or 3.")]
-ObservableText = Annotated[
-    str | None,
-    typer.Option(help='Pauli sum such as "0.5*ZZII + XIXI" (Qiskit order), or a file holding one.'),
-]
-Partition = Annotated[
-    str | None, typer.Option(help="One partition label per qubit, qubit 0 first, e.g. AAAAABBBBB.")
-]
-MaxWidth = Annotated[int | None, typer.Option(help="Find cuts automatically so no subcircuit is wider.")]
-ModeOption = Annotated[str | None, typer.Option("--mode", help="exact | sampled [default: exact].")]
-Shots = Annotated[
-    int | None, typer.Option(help=f"Shots per subexperiment in sampled mode [default: {DEFAULT_SHOTS}].")
-]
-Seed = Annotated[int | None, typer.Option(help="Run seed; every random choice derives from it [default: 0].")]
-PolicyOption = Annotated[
-    str | None, typer.Option("--policy", help="Backend policy: cpu | gpu | width [default: cpu].")
-]
-GatewayUrl = Annotated[
-    str | None,
-    typer.Option(envvar="QHYBRID_GATEWAY_URL", help="QPU gateway URL for the qpu backend (policy width)."),
-]
-GatewayTokenFile = Annotated[
-    Path | None,
-    typer.Option(
-        envvar="QHYBRID_GATEWAY_TOKEN_FILE", help="File holding this workflow's bearer token for the gateway."
-    ),
-]
-GatewayBackend = Annotated[
-    str | None,
-    typer.Option(envvar="QHYBRID_GATEWAY_BACKEND", help="Gateway backend to use [default: the gateway's]."),
-]
+app.add_typer(workflow_app, name="workflow")
 
 
 def _use_gateway(url: str | None, token_file: Path | None, backend: str | None) -> None:
@@ -211,6 +194,12 @@ def step_generate(
     gateway_url: GatewayUrl = None,
     gateway_token_file: GatewayTokenFile = None,
     gateway_backend: GatewayBackend = None,
+    check_backends: Annotated[
+        bool,
+        typer.Option(
+            help="Check here that every planned backend can run (off in a workflow's generate pod)."
+        ),
+    ] = True,
 ) -> None:
     """Partition the problem and write its unique subexperiments (QPY) and manifest."""
     from qhybrid.rundir import RunDir
@@ -230,7 +219,7 @@ def step_generate(
             seed=seed,
             policy=policy,
         )
-        counts = generate(RunDir(out), spec)["counts"]
+        counts = generate(RunDir(out), spec, check_backends=check_backends)["counts"]
     print(f"{counts['unique']} unique subexperiments ({counts['subexperiments']} in all) in {out}")
 
 
@@ -239,6 +228,10 @@ def step_execute(
     run_dir: Annotated[Path, typer.Option(help="Run directory.")],
     start: Annotated[int, typer.Option(help="First unique subexperiment.")] = 0,
     stop: Annotated[int | None, typer.Option(help="One past the last [default: all].")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Run only those of [start, stop) planned on this backend (a workflow branch)."),
+    ] = None,
     gateway_url: GatewayUrl = None,
     gateway_token_file: GatewayTokenFile = None,
     gateway_backend: GatewayBackend = None,
@@ -251,9 +244,36 @@ def step_execute(
     with _user_errors():
         directory = RunDir(run_dir)
         end = stop if stop is not None else directory.read_manifest()["counts"]["unique"]
-        reply = execute(directory, start, end)
+        reply = execute(directory, start, end, backend)
     state = "already done" if reply["skipped"] else f"simulated in {reply['simulation_seconds']:.3f}s"
-    print(f"subexperiments [{start}, {end}) {state}")
+    which = "" if backend is None else f" on {backend}"
+    print(f"subexperiments [{start}, {end}){which} {state}")
+
+
+@step_app.command("batches")
+def step_batches(
+    run_dir: Annotated[Path, typer.Option(help="Run directory (generate has finished).")],
+    out_dir: Annotated[Path, typer.Option(help="Where to write <branch>.json, one per branch.")],
+    slots: Annotated[
+        list[str], typer.Option("--slots", help="BRANCH=N: pods the branch's queue admits at once.")
+    ],
+    per_pod: Annotated[
+        int | None, typer.Option(help="Subexperiments per pod instead of one batch per slot.")
+    ] = None,
+) -> None:
+    """Split each branch's unique subexperiments into batches (JSON lists for Argo's withParam)."""
+    from qhybrid import atomic
+    from qhybrid.rundir import RunDir
+    from qhybrid.workflow.batching import parse_slots, split_batches
+
+    with _user_errors():
+        manifest = RunDir(run_dir).read_manifest()
+        backends = [entry["backend"] for entry in manifest["plan"]["unique"]]
+        batches = split_batches(backends, parse_slots(slots), per_pod)
+        for name, items in batches.items():
+            atomic.write_text(out_dir / f"{name}.json", json.dumps(items, separators=(",", ":")))
+    for name, items in batches.items():
+        print(f"{name}: {sum(b['count'] for b in items)} unique subexperiments in {len(items)} batches")
 
 
 @step_app.command("reconstruct")

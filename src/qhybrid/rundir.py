@@ -7,6 +7,7 @@ Layout (every file written atomically; a file that exists is complete)::
     subexperiments/shard-*.qpy  unique subexperiments, SHARD_SIZE per file, plan order
     manifest.json               the plan and problem facts (written last by generate)
     results/range-A-B.npz       outcome distributions of unique subexperiments [A, B)
+    results/range-A-B-X.npz     the same, for only those of [A, B) planned on backend X (a branch's batch)
     reconstruction.json         estimate, standard error, exact value, per-term values
     report.json, summary.txt, terms.png
 """
@@ -14,6 +15,7 @@ Layout (every file written atomically; a file that exists is complete)::
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from qhybrid.errors import RunDirError
 from qhybrid.problem import RunSpec
 
 SHARD_SIZE = 16
-_RANGE_FILE = re.compile(r"^range-(\d{6})-(\d{6})\.npz$")
+_RANGE_FILE = re.compile(r"^range-(\d{6})-(\d{6})(?:-([a-z]+))?\.npz$")
 
 
 @dataclass(frozen=True)
@@ -55,20 +57,49 @@ class RunDir:
         """Return the QPY file holding unique subexperiments [shard*SHARD_SIZE, ...)."""
         return self.root / "subexperiments" / f"shard-{shard:05d}.qpy"
 
-    def result_file(self, start: int, stop: int) -> Path:
-        """Return the result file of unique subexperiments [start, stop)."""
-        return self.results_dir / f"range-{start:06d}-{stop:06d}.npz"
+    def result_file(self, start: int, stop: int, backend: str | None = None) -> Path:
+        """Return the result file of unique subexperiments [start, stop), or of those of one backend."""
+        suffix = "" if backend is None else f"-{backend}"
+        return self.results_dir / f"range-{start:06d}-{stop:06d}{suffix}.npz"
 
-    def result_ranges(self) -> list[tuple[int, int]]:
-        """Return the (start, stop) of every result file present, sorted."""
+    def result_files(self) -> list[tuple[int, int, str | None]]:
+        """Return (start, stop, backend or None) of every result file present, sorted."""
         if not self.results_dir.is_dir():
             return []
-        ranges = []
+        found = []
         for path in self.results_dir.iterdir():
             match = _RANGE_FILE.match(path.name)
             if match:
-                ranges.append((int(match.group(1)), int(match.group(2))))
-        return sorted(ranges)
+                found.append((int(match.group(1)), int(match.group(2)), match.group(3)))
+        return sorted(found, key=lambda item: (item[0], item[1], item[2] or ""))
+
+    def result_ranges(self) -> list[tuple[int, int]]:
+        """Return the (start, stop) of every whole-range result file present, sorted."""
+        return [(start, stop) for start, stop, backend in self.result_files() if backend is None]
+
+    def done_ranges(self, backends: Sequence[str]) -> list[tuple[int, int]]:
+        """Return the unique ids that have a result as sorted runs [start, stop).
+
+        ``backends`` is the backend of every unique subexperiment in plan order: a
+        branch file ``range-A-B-X.npz`` covers only the ids of [A, B) planned on X.
+        """
+        total = len(backends)
+        covered = bytearray(total)
+        for start, stop, backend in self.result_files():
+            for uid in range(start, min(stop, total)):
+                if backend is None or backends[uid] == backend:
+                    covered[uid] = 1
+        runs = []
+        uid = 0
+        while uid < total:
+            if not covered[uid]:
+                uid += 1
+                continue
+            start = uid
+            while uid < total and covered[uid]:
+                uid += 1
+            runs.append((start, uid))
+        return runs
 
     def read_spec(self) -> RunSpec:
         """Read run.json, failing clearly when the directory holds no run."""

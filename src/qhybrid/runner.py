@@ -51,7 +51,9 @@ def run_local(
     with console.status("generating subexperiments"):
         manifest = generate(run_dir, spec)
     total = manifest["counts"]["unique"]
-    todo = pending_ranges(run_dir.result_ranges(), total, batch_size)
+    # Result files of workflow branches (one backend's ids of a range) count as done too.
+    backends = [entry["backend"] for entry in manifest["plan"]["unique"]]
+    todo = pending_ranges(run_dir.done_ranges(backends), total, batch_size)
     remaining = sum(stop - start for start, stop in todo)
     execute_started = time.perf_counter()
     with Progress(

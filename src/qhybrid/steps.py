@@ -53,11 +53,13 @@ def claim_run_dir(run_dir: RunDir, spec: RunSpec) -> bool:
     return False
 
 
-def generate(run_dir: RunDir, spec: RunSpec) -> dict[str, Any]:
+def generate(run_dir: RunDir, spec: RunSpec, *, check_backends: bool = True) -> dict[str, Any]:
     """Partition, generate and deduplicate subexperiments; write shards and the manifest.
 
     Everything is validated in memory first (input, cut width, backend availability),
-    so a bad input leaves no directory behind.
+    so a bad input leaves no directory behind. ``check_backends=False`` skips only the
+    availability check, for a workflow whose generate pod is not where the backends
+    run (each branch's pod checks its own backend when it starts).
     """
     if run_dir.manifest_file.is_file():
         claim_run_dir(run_dir, spec)  # checks that it is this run
@@ -80,7 +82,7 @@ def generate(run_dir: RunDir, spec: RunSpec) -> dict[str, Any]:
             f"exact mode needs simulators, but policy {spec.policy!r} sends "
             f"{backends.get('qpu', 0)} subexperiments to the QPU; use --mode sampled",
         )
-    for name in backends:
+    for name in backends if check_backends else ():
         get_backend(name)  # fails now, before any file, if a backend cannot run here
     timings["generate"] = time.perf_counter() - started
 
@@ -142,9 +144,10 @@ class _ManifestCache:
         """Hold circuits that were just written to ``shard``."""
         self._shards[shard] = list(circuits)
 
-    def circuits(self, start: int, stop: int) -> list[QuantumCircuit]:
+    def circuits_for(self, ids: Sequence[int]) -> list[QuantumCircuit]:
+        """Return the circuits of unique subexperiments ``ids``, reading (and checking) their shards."""
         out = []
-        for uid in range(start, stop):
+        for uid in ids:
             shard = uid // SHARD_SIZE
             if shard not in self._shards:
                 path = self.run_dir.shard_file(shard)
@@ -171,21 +174,27 @@ def _cache_for(run_dir: RunDir) -> _ManifestCache:
     return cached
 
 
-def execute(run_dir: RunDir, start: int, stop: int) -> dict[str, Any]:
+def execute(run_dir: RunDir, start: int, stop: int, backend: str | None = None) -> dict[str, Any]:
     """Run unique subexperiments [start, stop) and write their distributions.
 
-    Returns timings: ``simulation_seconds`` is time inside backends only.
+    With ``backend``, run only those of [start, stop) that the plan puts on that
+    backend (one batch of a workflow branch) into their own file, so branches whose
+    ids interleave never write the same file. Returns timings: ``simulation_seconds``
+    is time inside backends only.
     """
     wall_started = time.perf_counter()
     cache = _cache_for(run_dir)
     total = len(cache.plan.unique)
     if not 0 <= start < stop <= total:
         raise InputError("--start/--stop", f"range [{start}, {stop}) is outside [0, {total})")
-    target = run_dir.result_file(start, stop)
+    ids = [uid for uid in range(start, stop) if backend is None or cache.plan.unique[uid].backend == backend]
+    if not ids:
+        raise InputError("--backend", f"no unique subexperiment of [{start}, {stop}) runs on {backend!r}")
+    target = run_dir.result_file(start, stop, backend)
     if target.is_file():
         return {"start": start, "stop": stop, "skipped": True, "simulation_seconds": 0.0, "wall_seconds": 0.0}
-    circuits = cache.circuits(start, stop)
-    entries = cache.plan.unique[start:stop]
+    circuits = cache.circuits_for(ids)
+    entries = [cache.plan.unique[uid] for uid in ids]
     shots = cache.spec.shots if cache.spec.mode == "sampled" else None
     policy = get_policy(cache.spec.policy)
     results: list[OutcomeDistribution | None] = [None] * len(circuits)
@@ -228,7 +237,7 @@ def execute(run_dir: RunDir, start: int, stop: int) -> dict[str, Any]:
                 ran_on[positions[k]] = fallback
                 failovers.append(
                     {
-                        "subexperiment": start + positions[k],
+                        "subexperiment": ids[positions[k]],
                         "from": backend_name,
                         "to": fallback,
                         "reason": reasons[k],
@@ -241,6 +250,7 @@ def execute(run_dir: RunDir, start: int, stop: int) -> dict[str, Any]:
     meta = {
         "start": start,
         "stop": stop,
+        "ids": ids,
         "backends": ran_on,
         "backend_descriptions": descriptions,
         "simulation_seconds": simulation_seconds,
@@ -299,16 +309,17 @@ def collect_distributions(run_dir: RunDir, total: int) -> tuple[list[OutcomeDist
     backends: list[str | None] = [None] * total
     descriptions: dict[str, Any] = {}
     failovers: list[dict[str, Any]] = []
-    for start, stop in run_dir.result_ranges():
-        distributions, meta = read_distributions(run_dir.result_file(start, stop))
-        failovers += [f for f in meta.get("failovers", []) if start <= f["subexperiment"] < total]
+    for start, stop, backend in run_dir.result_files():
+        distributions, meta = read_distributions(run_dir.result_file(start, stop, backend))
+        failovers += [f for f in meta.get("failovers", []) if f["subexperiment"] < total]
         for name, seconds in meta["simulation_seconds"].items():
             simulation_seconds[name] = simulation_seconds.get(name, 0.0) + seconds
         descriptions.update(meta["backend_descriptions"])
-        for offset, distribution in enumerate(distributions):
-            if start + offset < total and found[start + offset] is None:
-                found[start + offset] = distribution
-                backends[start + offset] = meta["backends"][offset]
+        ids = meta.get("ids") or range(start, stop)  # files written before ids were recorded
+        for offset, (uid, distribution) in enumerate(zip(ids, distributions, strict=True)):
+            if uid < total and found[uid] is None:
+                found[uid] = distribution
+                backends[uid] = meta["backends"][offset]
     missing = [uid for uid, d in enumerate(found) if d is None]
     if missing:
         raise RunDirError(

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from qhybrid.blueprint.config import StackConfig
+from qhybrid.blueprint.helm_values import merge_values
 from qhybrid.blueprint.names import (
     ARTIFACT_PVC,
     ARTIFACT_REPOSITORY_CONFIGMAP,
@@ -23,6 +24,7 @@ from qhybrid.blueprint.names import (
     WORKFLOW_SERVICE_ACCOUNT,
 )
 from qhybrid.blueprint.namespaces import namespace
+from qhybrid.blueprint.network import dns_egress_rule
 from qhybrid.blueprint.pools import pool_placement
 
 S3_CREDENTIALS_SECRET = "qhybrid-artifact-s3"
@@ -54,17 +56,7 @@ def helm_values(config: StackConfig, extra: dict[str, Any] | None = None) -> dic
         # The chart's generic workflow service account is broader than ours; we create our own.
         "workflow": {"serviceAccount": {"create": False}, "rbac": {"create": False}},
     }
-    return _merge(values, extra or {})
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+    return merge_values(values, extra or {})
 
 
 def workflow_namespace(config: StackConfig) -> dict[str, Any]:
@@ -187,15 +179,7 @@ def artifact_repository(config: StackConfig, access_key: Any, secret_key: Any) -
 def workflow_network_policies(config: StackConfig) -> list[dict[str, Any]]:
     """Return the workflow namespace's policies: no ingress; egress to DNS, gateway, cluster ranges."""
     ns = config.workflow_namespace
-    dns = {
-        "to": [
-            {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-            }
-        ],
-        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-    }
+    dns = dns_egress_rule()
     gateway = {
         "to": [
             {

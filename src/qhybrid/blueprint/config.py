@@ -116,6 +116,7 @@ class StackConfig:
     gateway_port: int
     gateway_backends: tuple[str, ...]
     gateway_state_size: str
+    gateway_workflow_shot_budget: int
     gateway_egress_cidrs: tuple[str, ...]
     workflow_egress_cidrs: tuple[str, ...]
     qpu_provider_instance: str
@@ -135,7 +136,13 @@ class StackConfig:
             raise ConfigError(
                 "kubernetesVersion", f"{self.kubernetes_version!r} is not a minor version like 1.33"
             )
-        counts = ("system_nodes", "cpu_nodes", "gpu_nodes", "qpu_gateway_nodes")
+        counts = (
+            "system_nodes",
+            "cpu_nodes",
+            "gpu_nodes",
+            "qpu_gateway_nodes",
+            "gateway_workflow_shot_budget",
+        )
         quotas = tuple(f.name for f in fields(self) if "_quota_" in f.name)
         for name in counts + quotas:
             if getattr(self, name) < 0:

@@ -6,6 +6,12 @@ variables, never into worker pods). The gateway runs on the ``qpu-gateway``
 pool; worker pods may reach it, Prometheus may scrape it, and it is the only
 pod allowed to leave the cluster. The gateway program itself is its own issue:
 here its image and port come from config.
+
+Worker pods hold no Secret either: the workflow's QPU-branch pods authenticate
+with a projected service-account token for the audience ``qpu-gateway``
+(``qhybrid.workflow`` mounts it at ``WORKER_GATEWAY_TOKEN_DIR``), which the
+gateway checks with the TokenReview API; hence its own service-account token and
+the ``system:auth-delegator`` binding.
 """
 
 from __future__ import annotations
@@ -29,21 +35,30 @@ from qhybrid.blueprint.names import (
     GATEWAY_SERVICE_ACCOUNT,
     GATEWAY_STATE_CLAIM,
     GATEWAY_STATE_DIR,
+    GATEWAY_TOKEN_AUDIENCE,
     MONITORING_NAMESPACE,
     PART_OF,
     WORKER_LABELS,
+    WORKFLOW_SERVICE_ACCOUNT,
 )
 from qhybrid.blueprint.namespaces import (
     namespace,
     restricted_container_security,
     restricted_pod_security,
 )
+from qhybrid.blueprint.network import dns_egress_rule
 from qhybrid.blueprint.pools import pool_placement
 
 # File names inside the mounted credentials directory (the gateway reads them and
 # reloads them when they change).
 PROVIDER_TOKEN_FILE = "ibm-quantum-token"
 PROVIDER_INSTANCE_FILE = "ibm-quantum-instance"
+
+# The built-in ClusterRole that may create tokenreviews (and subjectaccessreviews).
+AUTH_DELEGATOR_CLUSTER_ROLE = "system:auth-delegator"
+TOKEN_REVIEW_BINDING = f"qhybrid-{GATEWAY_NAME}-auth-delegator"
+# Where the API server listens behind the ``kubernetes`` Service (see network_policies).
+API_SERVER_PORTS = (443, 6443)
 
 
 def _metadata(name: str, **extra: Any) -> dict[str, Any]:
@@ -69,13 +84,40 @@ def credentials_secret(config: StackConfig, provider_token: Any) -> dict[str, An
 def gateway_config(config: StackConfig) -> dict[str, Any]:
     """Return the gateway's config file content (``qhybrid gateway serve --config``).
 
-    Client entries (hashed bearer tokens) are added by whoever issues client tokens;
-    without any, the gateway serves only the token it mints in its state directory.
+    The one client is the workflow's service account, authenticated by its projected
+    token through the TokenReview API (the in-cluster API server, CA and the pod's own
+    token are the config's defaults). Further clients with hashed bearer tokens can be
+    added by whoever issues them.
     """
+    workflow: dict[str, Any] = {
+        "name": WORKFLOW_SERVICE_ACCOUNT,
+        "kubernetes_service_account": f"{config.workflow_namespace}/{WORKFLOW_SERVICE_ACCOUNT}",
+    }
+    if config.gateway_workflow_shot_budget > 0:
+        workflow["shot_budget"] = config.gateway_workflow_shot_budget
     return {
         "backends": list(config.gateway_backends),
         # In a pod, an accepted job must survive a node crash, not only a process crash.
         "store": {"synchronous": "FULL"},
+        "clients": [workflow],
+        "kubernetes": {"audience": GATEWAY_TOKEN_AUDIENCE},
+    }
+
+
+def token_review_binding() -> dict[str, Any]:
+    """Return the ClusterRoleBinding that lets the gateway create TokenReviews."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": TOKEN_REVIEW_BINDING, "labels": {**PART_OF, **GATEWAY_LABELS}},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": AUTH_DELEGATOR_CLUSTER_ROLE,
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": GATEWAY_SERVICE_ACCOUNT, "namespace": GATEWAY_NAMESPACE}
+        ],
     }
 
 
@@ -151,8 +193,9 @@ def deployment(config: StackConfig) -> dict[str, Any]:
                 "metadata": {"labels": {**PART_OF, **GATEWAY_LABELS}},
                 "spec": {
                     "serviceAccountName": GATEWAY_SERVICE_ACCOUNT,
-                    # The gateway calls no Kubernetes API.
-                    "automountServiceAccountToken": False,
+                    # The gateway's own token: it calls the TokenReview API (and nothing else:
+                    # see token_review_binding). The ServiceAccount itself keeps automount off.
+                    "automountServiceAccountToken": True,
                     "securityContext": restricted_pod_security(),
                     "nodeSelector": placement["nodeSelector"],
                     "tolerations": placement["tolerations"],
@@ -202,7 +245,7 @@ def disruption_budget() -> dict[str, Any]:
 
 
 def network_policies(config: StackConfig) -> list[dict[str, Any]]:
-    """Return the gateway's policies: ingress from workers and Prometheus; egress to DNS and providers."""
+    """Return the gateway's policies: ingress from workers and Prometheus; egress to DNS, providers, API."""
     port = [{"protocol": "TCP", "port": config.gateway_port}]
     workers = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": config.workflow_namespace}},
@@ -212,18 +255,18 @@ def network_policies(config: StackConfig) -> list[dict[str, Any]]:
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
     }
-    dns = {
-        "to": [
-            {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-            }
-        ],
-        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-    }
+    dns = dns_egress_rule()
     providers = {
         "to": [{"ipBlock": {"cidr": cidr}} for cidr in config.gateway_egress_cidrs],
         "ports": [{"protocol": "TCP", "port": 443}],
+    }
+    # The API server, for TokenReviews. Most CNIs apply policies after the ``kubernetes``
+    # Service's ClusterIP:443 is translated to the API server's endpoint, which listens
+    # on 6443 on kind and kubeadm clusters and on 443 on EKS (some CNIs match before
+    # the translation: 443 again). Its endpoints are in the cluster's own ranges.
+    api_server = {
+        "to": [{"ipBlock": {"cidr": cidr}} for cidr in config.workflow_egress_cidrs],
+        "ports": [{"protocol": "TCP", "port": port} for port in API_SERVER_PORTS],
     }
     return [
         {
@@ -234,7 +277,7 @@ def network_policies(config: StackConfig) -> list[dict[str, Any]]:
                 "podSelector": {"matchLabels": dict(GATEWAY_LABELS)},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [{"from": [workers, prometheus], "ports": port}],
-                "egress": [dns, providers],
+                "egress": [dns, providers, api_server],
             },
         }
     ]
@@ -248,8 +291,9 @@ def gateway_objects(config: StackConfig, provider_token: Any) -> list[dict[str, 
             "apiVersion": "v1",
             "kind": "ServiceAccount",
             "metadata": _metadata(GATEWAY_SERVICE_ACCOUNT),
-            "automountServiceAccountToken": False,
+            "automountServiceAccountToken": False,  # only the gateway pod opts in
         },
+        token_review_binding(),
         credentials_secret(config, provider_token),
         config_map(config),
         state_claim(config),

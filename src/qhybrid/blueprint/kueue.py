@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from qhybrid.blueprint.config import StackConfig
+from qhybrid.blueprint.helm_values import merge_values
 from qhybrid.blueprint.names import PART_OF
 from qhybrid.blueprint.pools import POOLS, RESOURCE_CLASSES, pool_placement
 
@@ -70,17 +71,7 @@ def helm_values(config: StackConfig, extra: dict[str, Any] | None = None) -> dic
             "tolerations": placement["tolerations"],
         },
     }
-    return _merge(values, extra or {})
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+    return merge_values(values, extra or {})
 
 
 def resource_flavor(resource_class: str) -> dict[str, Any]:

@@ -131,3 +131,8 @@ GATEWAY_ADMISSION_REJECTION_REASONS = ("queue_full", "shot_budget", "too_large",
 GATEWAY_REQUEST_DURATION_SECONDS = "qhybrid_gateway_request_duration_seconds"  # histogram {route, method}
 # counter: provider credentials reloaded from their files
 GATEWAY_CREDENTIAL_RELOADS_TOTAL = "qhybrid_gateway_credential_reloads_total"
+# counter {result}: calls to the Kubernetes TokenReview API that checked a worker's
+# service-account token; result is one of GATEWAY_TOKEN_REVIEW_RESULTS (error: the API
+# could not answer, and the request got 503 + Retry-After).
+GATEWAY_TOKEN_REVIEWS_TOTAL = "qhybrid_gateway_token_reviews_total"
+GATEWAY_TOKEN_REVIEW_RESULTS = ("authenticated", "rejected", "error")

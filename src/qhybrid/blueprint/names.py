@@ -48,3 +48,10 @@ GRAFANA_DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 # Labels the Prometheus operator puts on the pods of every Prometheus it runs: the
 # peer that NetworkPolicies admit so their pods can be scraped.
 PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
+
+# How QPU-branch worker pods authenticate to the gateway without any Secret: a
+# projected service-account token for this audience, which the gateway checks with
+# the Kubernetes TokenReview API.
+GATEWAY_TOKEN_AUDIENCE = "qpu-gateway"
+WORKER_GATEWAY_TOKEN_DIR = "/var/run/secrets/qhybrid/gateway"
+WORKER_GATEWAY_TOKEN_FILE = "token"

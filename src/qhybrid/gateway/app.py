@@ -41,6 +41,7 @@ from qhybrid.gateway.backends import GatewayBackend, build_backend
 from qhybrid.gateway.config import ClientConfig, GatewayConfig
 from qhybrid.gateway.credentials import CredentialStore
 from qhybrid.gateway.executor import Executor
+from qhybrid.gateway.kubernetes_auth import reviewer_for
 from qhybrid.gateway.metrics import GatewayMetrics
 from qhybrid.gateway.payload import PayloadError, check_circuits, decode_circuits
 from qhybrid.gateway.store import TERMINAL, BudgetExceeded, JobStore, KeyConflict, NewJob, QueueFull
@@ -109,17 +110,16 @@ class GuardMiddleware:
             if path.startswith("/v1/"):
                 headers = dict(scope["headers"])
                 try:
-                    scope[CLIENT_SCOPE_KEY] = self.gateway.auth.authenticate(
+                    scope[CLIENT_SCOPE_KEY] = await self.gateway.auth.authenticate_request(
                         headers.get(b"authorization", b"").decode("latin-1") or None
                     )
                 except AuthFailure as failure:
-                    self.gateway.metrics.auth_failures.labels(failure.reason).inc()
-                    response = _error(
-                        401,
-                        failure.reason,
-                        failure.message,
-                        {"WWW-Authenticate": 'Bearer realm="qhybrid-gateway"'},
-                    )
+                    if failure.status == 401:  # a 503 (TokenReview down) is counted by the reviewer
+                        self.gateway.metrics.auth_failures.labels(failure.reason).inc()
+                        extra = {"WWW-Authenticate": 'Bearer realm="qhybrid-gateway"'}
+                    else:
+                        extra = {"Retry-After": str(failure.retry_after)}
+                    response = _error(failure.status, failure.reason, failure.message, extra)
                     await response(scope, receive, send)
                     return
                 length = headers.get(b"content-length")
@@ -179,7 +179,8 @@ def build_gateway(config: GatewayConfig, store: JobStore, credentials: Credentia
     backends = {
         b.name: build_backend(b, credentials, metrics.provider_auth_failures.inc) for b in config.backends
     }
-    gateway = Gateway(config, store, credentials, backends, metrics, Authenticator(config.clients))
+    auth = Authenticator(config.clients, reviewer_for(config, metrics.token_reviews))
+    gateway = Gateway(config, store, credentials, backends, metrics, auth)
     gateway.executor = Executor(store, backends, metrics, credentials, gateway.notify)
     metrics.watch_store(store, names)
     for name, backend in backends.items():
@@ -227,6 +228,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             yield
         finally:
             await run_in_threadpool(gateway.executor.stop)
+            await gateway.auth.aclose()
             gateway.credentials.stop()
 
     app = FastAPI(title="qhybrid QPU gateway", version="1", lifespan=lifespan)

@@ -25,6 +25,20 @@ YAML (or JSON, which is YAML) with this shape; every key is optional::
         expires_at: 2030-01-01T00:00:00Z  # optional
         shot_budget: 100000000            # optional; total shots this client may use
         backends: [fake_manila]           # optional; default every backend
+      - name: cluster-workflow            # in a cluster: no shared secret at all, instead
+        kubernetes_service_account: qhybrid-workflows/qhybrid-workflow  # <namespace>/<name>
+    kubernetes:                           # how kubernetes_service_account clients are checked
+      api_url: https://10.96.0.1:443      # default: in-cluster (KUBERNETES_SERVICE_HOST/PORT)
+      ca_file: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt      # default
+      token_file: /var/run/secrets/kubernetes.io/serviceaccount/token    # default: the pod's own
+      audience: qpu-gateway               # the audience worker tokens are projected for
+      cache_seconds: 30                   # accepted tokens, at most 60 and never past their expiry
+      negative_cache_seconds: 10          # refused tokens
+      timeout_seconds: 5                  # per TokenReview call
+
+A client has either ``token_sha256`` (a bearer token the gateway compares by
+digest) or ``kubernetes_service_account`` (a projected service-account token the
+gateway checks with the Kubernetes TokenReview API; see ``kubernetes_auth``).
 
 Errors name the key at fault, e.g. ``clients[0].token_sha256: must be 64 hex digits``.
 """
@@ -37,11 +51,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qhybrid.blueprint.names import GATEWAY_TOKEN_AUDIENCE
 from qhybrid.errors import InputError
 
 BACKEND_KINDS = ("aer", "emulator", "ibm", "trivial")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+MAX_CACHE_SECONDS = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,10 +81,24 @@ class ClientConfig:
     """One client (a workflow's service account) and what it may use."""
 
     name: str
-    token_sha256: str
+    token_sha256: str | None = None  # a hashed bearer token, or
+    kubernetes_service_account: str | None = None  # "<namespace>/<name>", checked by TokenReview
     expires_at: dt.datetime | None = None
     shot_budget: int | None = None
     backends: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubernetesConfig:
+    """Where and how the gateway checks service-account tokens (TokenReview)."""
+
+    api_url: str | None = None  # None: in cluster, from KUBERNETES_SERVICE_HOST/PORT
+    ca_file: Path = SERVICE_ACCOUNT_DIR / "ca.crt"
+    token_file: Path = SERVICE_ACCOUNT_DIR / "token"
+    audience: str = GATEWAY_TOKEN_AUDIENCE
+    cache_seconds: float = 30.0
+    negative_cache_seconds: float = 10.0
+    timeout_seconds: float = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +117,7 @@ class GatewayConfig:
 
     backends: tuple[BackendConfig, ...]
     clients: tuple[ClientConfig, ...] = ()
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     default_backend: str | None = None
     max_queued_jobs: int = 1000
     retry_after_seconds: int = 2
@@ -193,13 +227,31 @@ def _timestamp(value: Any, where: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def _service_account(value: Any, where: str) -> str:
+    namespace, _, name = value.partition("/") if isinstance(value, str) else ("", "", "")
+    if not (_DNS_LABEL.match(namespace) and _DNS_SUBDOMAIN.match(name) and "/" not in name):
+        raise InputError(where, f"must be <namespace>/<service account name>, got {value!r}")
+    return value
+
+
 def _client(entry: Any, where: str, backend_names: set[str]) -> ClientConfig:
-    data = _mapping(entry, where, {"name", "token_sha256", "expires_at", "shot_budget", "backends"})
+    data = _mapping(
+        entry,
+        where,
+        {"name", "token_sha256", "kubernetes_service_account", "expires_at", "shot_budget", "backends"},
+    )
     name = data.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise InputError(f"{where}.name", f"must be a name of letters, digits, '_', '.', '-', got {name!r}")
     digest = data.get("token_sha256")
-    if not isinstance(digest, str) or not _HEX64.match(digest.removeprefix("sha256:")):
+    account = data.get("kubernetes_service_account")
+    if (digest is None) == (account is None):
+        raise InputError(where, "needs exactly one of token_sha256 and kubernetes_service_account")
+    if account is not None:
+        account = _service_account(account, f"{where}.kubernetes_service_account")
+        if data.get("expires_at") is not None:
+            raise InputError(f"{where}.expires_at", "service-account tokens carry their own expiry")
+    elif not isinstance(digest, str) or not _HEX64.match(digest.removeprefix("sha256:")):
         # Never echo the value: someone may have pasted a raw token here.
         raise InputError(
             f"{where}.token_sha256", "must be 64 lowercase hex digits (qhybrid gateway hash-token)"
@@ -216,7 +268,8 @@ def _client(entry: Any, where: str, backend_names: set[str]) -> ClientConfig:
     budget = data.get("shot_budget")
     return ClientConfig(
         name=name,
-        token_sha256=digest.removeprefix("sha256:"),
+        token_sha256=None if digest is None else digest.removeprefix("sha256:"),
+        kubernetes_service_account=account,
         expires_at=None
         if data.get("expires_at") is None
         else _timestamp(data["expires_at"], f"{where}.expires_at"),
@@ -225,12 +278,53 @@ def _client(entry: Any, where: str, backend_names: set[str]) -> ClientConfig:
     )
 
 
+def _kubernetes(value: Any, where: str) -> KubernetesConfig:
+    known = {
+        "api_url",
+        "ca_file",
+        "token_file",
+        "audience",
+        "cache_seconds",
+        "negative_cache_seconds",
+        "timeout_seconds",
+    }
+    data = _mapping(value, where, known)
+    strings: dict[str, str | None] = {}
+    for key in ("api_url", "ca_file", "token_file", "audience"):
+        if key in data and (not isinstance(data[key], str) or not data[key]):
+            raise InputError(f"{where}.{key}", f"must be a non-empty string, got {data[key]!r}")
+        strings[key] = data.get(key)
+    api_url = strings["api_url"]
+    if api_url is not None and not re.match(r"^https?://[^/\s]+/?$", api_url):
+        raise InputError(f"{where}.api_url", f"must be http(s)://host[:port], got {api_url!r}")
+    numbers = {
+        key: _number(data[key], f"{where}.{key}")
+        for key in ("cache_seconds", "negative_cache_seconds", "timeout_seconds")
+        if key in data
+    }
+    if numbers.get("cache_seconds", 0.0) > MAX_CACHE_SECONDS:
+        # A deleted pod's token stays accepted for as long as it is cached.
+        raise InputError(f"{where}.cache_seconds", f"must be at most {MAX_CACHE_SECONDS:.0f}")
+    if numbers.get("timeout_seconds", 1.0) <= 0:
+        raise InputError(f"{where}.timeout_seconds", "must be more than 0")
+    defaults = KubernetesConfig()
+    return KubernetesConfig(
+        api_url=None if api_url is None else api_url.rstrip("/"),
+        ca_file=Path(strings["ca_file"] or defaults.ca_file),
+        token_file=Path(strings["token_file"] or defaults.token_file),
+        audience=strings["audience"] or defaults.audience,
+        cache_seconds=numbers.get("cache_seconds", defaults.cache_seconds),
+        negative_cache_seconds=numbers.get("negative_cache_seconds", defaults.negative_cache_seconds),
+        timeout_seconds=numbers.get("timeout_seconds", defaults.timeout_seconds),
+    )
+
+
 def parse_config(data: Any, source: str = "config") -> GatewayConfig:
     """Validate plain data (a parsed file) into a :class:`GatewayConfig`."""
     top = _mapping(
         data,
         source,
-        {"default_backend", "queue", "limits", "store", "credentials", "backends", "clients"},
+        {"default_backend", "queue", "limits", "store", "credentials", "backends", "clients", "kubernetes"},
     )
     raw_backends = top.get("backends", ["aer", "emulator:fake_manila"])
     if not isinstance(raw_backends, list) or not raw_backends:
@@ -249,8 +343,12 @@ def parse_config(data: Any, source: str = "config") -> GatewayConfig:
     client_names = [c.name for c in clients]
     if len(set(client_names)) != len(client_names):
         raise InputError(f"{source}: clients", "client names must be unique")
-    if len({c.token_sha256 for c in clients}) != len(clients):
+    digests = [c.token_sha256 for c in clients if c.token_sha256 is not None]
+    if len(set(digests)) != len(digests):
         raise InputError(f"{source}: clients", "two clients share a token")
+    accounts = [c.kubernetes_service_account for c in clients if c.kubernetes_service_account is not None]
+    if len(set(accounts)) != len(accounts):
+        raise InputError(f"{source}: clients", "two clients share a kubernetes_service_account")
     default = top.get("default_backend", names[0])
     if default not in names:
         raise InputError(f"{source}: default_backend", f"{default!r} is not a configured backend {names}")
@@ -268,6 +366,7 @@ def parse_config(data: Any, source: str = "config") -> GatewayConfig:
     return GatewayConfig(
         backends=backends,
         clients=clients,
+        kubernetes=_kubernetes(top.get("kubernetes", {}), f"{source}: kubernetes"),
         default_backend=default,
         max_queued_jobs=_int(queue.get("max_queued_jobs", 1000), f"{source}: queue.max_queued_jobs", 1),
         retry_after_seconds=_int(

@@ -90,6 +90,14 @@ class GatewayMetrics:
             "Times the provider credentials were reloaded from their files.",
             registry=r,
         )
+        self.token_reviews = Counter(
+            names.GATEWAY_TOKEN_REVIEWS_TOTAL.removesuffix("_total"),
+            "Kubernetes TokenReview calls that checked a service-account token, by result.",
+            ["result"],
+            registry=r,
+        )
+        for result in names.GATEWAY_TOKEN_REVIEW_RESULTS:
+            self.token_reviews.labels(result)
         for backend in backends:
             for state in names.GATEWAY_TERMINAL_STATES:
                 self.jobs.labels(backend, state)

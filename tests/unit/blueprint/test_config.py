@@ -52,6 +52,7 @@ def test_committed_stacks_load():
     ("values", "key", "fragment"),
     [
         ({"cpuQuotaCpu": -1}, "qhybrid:cpuQuotaCpu", "zero or more"),
+        ({"gatewayWorkflowShotBudget": -1}, "qhybrid:gatewayWorkflowShotBudget", "zero or more"),
         ({"gpuVendor": "intel"}, "qhybrid:gpuVendor", "['nvidia', 'amd', 'none']"),
         ({"cpuNodes": 0}, "qhybrid:cpuNodes", "queue-cpu queue has quota"),
         ({"gpuNodes": 0}, "qhybrid:gpuNodes", "queue-gpu queue has quota"),

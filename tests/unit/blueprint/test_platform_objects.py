@@ -7,13 +7,18 @@ import json
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from qhybrid.blueprint import argo, gateway, kueue
 from qhybrid.blueprint.config import load_stack_config, load_stack_file
 from qhybrid.blueprint.names import (
     GATEWAY_CREDENTIALS_SECRET,
     GATEWAY_LABELS,
+    GATEWAY_NAMESPACE,
+    GATEWAY_SERVICE_ACCOUNT,
+    GATEWAY_TOKEN_AUDIENCE,
     WORKER_LABELS,
+    WORKFLOW_SERVICE_ACCOUNT,
 )
 from qhybrid.blueprint.pools import POOL_LABEL, POOLS, RESOURCE_CLASSES
 from qhybrid.blueprint.render import rendered_parts
@@ -164,13 +169,14 @@ def test_only_the_gateway_may_leave_the_cluster():
         workers["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
         == config.workflow_namespace
     )
-    gateway_blocks = [
-        p["ipBlock"]["cidr"]
+    egress = {
+        tuple(p["port"] for p in rule["ports"]): [p["ipBlock"]["cidr"] for p in rule["to"] if "ipBlock" in p]
         for rule in gateway_policy["spec"]["egress"]
-        for p in rule["to"]
-        if "ipBlock" in p
-    ]
-    assert gateway_blocks == list(config.gateway_egress_cidrs)
+    }
+    assert egress[(443,)] == list(config.gateway_egress_cidrs)  # the providers
+    # the API server (TokenReview), behind the kubernetes Service: only the cluster's ranges
+    assert egress[(443, 6443)] == list(config.workflow_egress_cidrs)
+    assert egress[(53, 53)] == []  # DNS: kube-dns pods only
     worker_blocks = [
         p["ipBlock"]["cidr"]
         for rule in workflow_policy["spec"]["egress"]
@@ -228,3 +234,60 @@ def test_one_gateway_owns_its_durable_queue():
     assert volumes["state"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
     assert claim["spec"]["resources"]["requests"]["storage"] == config.gateway_state_size
     assert volumes["config"]["configMap"]["name"] == gateway.config_map(config)["metadata"]["name"]
+
+
+# Volume types the restricted Pod Security Standard allows.
+RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_gateway_may_review_tokens_and_nothing_more(stack):
+    config = load_stack_file(stack)
+    objects = rendered_parts(config)["gateway"]
+    bindings = [o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    assert bindings == [gateway.token_review_binding()]
+    [binding] = bindings
+    assert "namespace" not in binding["metadata"]  # cluster-scoped
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "system:auth-delegator",  # built in: create tokenreviews and subjectaccessreviews
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": GATEWAY_SERVICE_ACCOUNT, "namespace": GATEWAY_NAMESPACE}
+    ]
+    [account] = [o for o in objects if o["kind"] == "ServiceAccount"]
+    assert account["metadata"]["name"] == GATEWAY_SERVICE_ACCOUNT
+    assert account["automountServiceAccountToken"] is False  # no other pod of this account gets a token
+    pod = gateway.deployment(config)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == GATEWAY_SERVICE_ACCOUNT
+    assert pod["automountServiceAccountToken"] is True  # the gateway's own token, for TokenReview
+    # still within the restricted standard its namespace enforces
+    assert {key for v in pod["volumes"] for key in v if key != "name"} <= RESTRICTED_VOLUMES
+    assert pod["securityContext"]["runAsNonRoot"] is True and "hostNetwork" not in pod
+    container = pod["containers"][0]["securityContext"]
+    assert container["allowPrivilegeEscalation"] is False and container["capabilities"] == {"drop": ["ALL"]}
+    assert objects.index(binding) < objects.index(gateway.deployment(config))
+
+
+@pytest.mark.parametrize(("budget", "expected"), [(0, None), (250_000, 250_000)])
+def test_the_gateway_config_admits_the_workflow_service_account(budget, expected):
+    from qhybrid.gateway.config import parse_config
+
+    config = load_stack_config("t", {"qhybrid:gatewayWorkflowShotBudget": budget}, set())
+    config_map = gateway.config_map(config)
+    parsed = parse_config(yaml.safe_load(config_map["data"]["config.yaml"]), source="configmap")
+    [client] = parsed.clients
+    assert client.name == WORKFLOW_SERVICE_ACCOUNT and client.token_sha256 is None
+    assert client.shot_budget == expected and client.backends is None
+    # the account the gateway admits is the one the workflow's pods run as
+    [account] = [o for o in argo.workflow_rbac(config) if o["kind"] == "ServiceAccount"]
+    assert client.kubernetes_service_account == (
+        f"{account['metadata']['namespace']}/{account['metadata']['name']}"
+    )
+    assert parsed.kubernetes.audience == GATEWAY_TOKEN_AUDIENCE
+    assert parsed.kubernetes.api_url is None  # in cluster: KUBERNETES_SERVICE_HOST/PORT
+    assert str(parsed.kubernetes.token_file) == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert [b.name for b in parsed.backends] == ["aer", "fake_manila"]

@@ -8,6 +8,7 @@ them (secret values unwrapped, so a test can see where a value flows).
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,6 +120,9 @@ def run_program(
     Pass ``graph`` to see what was registered even when the program raises.
     """
     graph = graph if graph is not None else Graph()
+    # An earlier test's asyncio.run() (the gateway's) leaves the main thread without an
+    # event loop, and Pulumi's SDK asks for the current one: give every program its own.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = _Mocks()
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()

@@ -135,3 +135,10 @@ def test_gateway_pods_start_after_everything_they_mount(graph):
             if r.inputs["metadata"].get("namespace") == "qhybrid-gateway"
         ]
         assert depends_on(graph, deployment, needed), kind
+
+
+def test_gateway_pods_start_after_they_may_review_tokens(graph):
+    [deployment] = graph.kubernetes_objects("Deployment")
+    [binding] = graph.kubernetes_objects("ClusterRoleBinding")
+    assert binding.inputs["roleRef"]["name"] == "system:auth-delegator"
+    assert depends_on(graph, deployment, binding)

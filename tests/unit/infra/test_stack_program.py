@@ -132,6 +132,7 @@ COMMON = {
     "kubernetes:networking.k8s.io/v1:NetworkPolicy": 2,
     "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
     "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1,
+    "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": 1,  # the gateway may review tokens
     "kubernetes:kueue.x-k8s.io/v1beta1:ResourceFlavor": 3,
     "kubernetes:kueue.x-k8s.io/v1beta1:ClusterQueue": 3,
     "kubernetes:kueue.x-k8s.io/v1beta1:LocalQueue": 3,

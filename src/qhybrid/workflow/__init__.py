@@ -1,0 +1,1 @@
+"""The cutting workflow on Argo Workflows and Kueue: batching, Hera build, checks, local replay, submit."""
