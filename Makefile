@@ -10,7 +10,7 @@ WORKER_IMAGE ?= qhybrid/worker:dev
 GPU_WORKER_IMAGE ?= qhybrid/worker-gpu:dev
 GATEWAY_IMAGE ?= qhybrid/gateway:dev
 
-.PHONY: help setup run test lint bench bench-gateway load gateway ci images kind-load
+.PHONY: help setup run test lint bench bench-gateway load gateway gameday ci images kind-load
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ load: setup ## locust against a loopback gateway, step shape, 20 s (summary + PN
 
 gateway: setup ## serve the QPU gateway on 127.0.0.1:8080 (aer + emulated fake_manila)
 	$(BIN)/qhybrid gateway serve --host 127.0.0.1 --port 8080 --state-dir runs/gateway
+
+gameday: setup ## chaos game day: every local experiment (journals, summary, timeline in runs/gameday)
+	rm -rf runs/gameday
+	$(BIN)/qhybrid gameday --local --out runs/gameday
 
 ci: test ## what .ci/run calls
 

@@ -17,6 +17,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY scenarios ./scenarios
+# pyproject.toml maps chaos/ to qhybrid_chaos (game-day probes; never imported in the image).
+COPY chaos ./chaos
 RUN pip install . \
  && pip check
 

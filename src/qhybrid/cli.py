@@ -314,6 +314,33 @@ def render(
         sys.stdout.write(f"{path}\n")
 
 
+@app.command("gameday")
+def gameday(
+    local: Annotated[
+        bool, typer.Option("--local", help="Run the local experiments (the only kind here).")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Report directory (must not hold earlier results).")] = Path(
+        "runs/gameday"
+    ),
+    only: Annotated[list[str] | None, typer.Option(help="Run only this experiment; repeatable.")] = None,
+) -> None:
+    """Run the chaos experiments; write journals, summary.json/.txt and timeline.png; fail on any miss."""
+    from qhybrid.gameday import passed, run_gameday
+
+    with _user_errors():
+        if not local:
+            raise InputError(
+                "--local",
+                "only local game days run from here; chaos/experiments/cluster/*.json run with "
+                "`chaos run` against a cluster",
+            )
+        rows = run_gameday(out, only)
+    sys.stdout.write((out / "summary.txt").read_text(encoding="utf-8"))
+    sys.stdout.write(f"report          {out}\n")
+    if not all(passed(row) for row in rows):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point of the ``qhybrid`` console script."""
     app()

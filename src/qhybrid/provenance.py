@@ -29,11 +29,36 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+# CPU features that select different numeric kernels (BLAS, NumPy loops, Aer's SIMD
+# paths), so a bit-level difference between two machines can be told from a bug.
+_KERNEL_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512dq", "avx512vl", "sse4_2", "neon", "asimd")
+
+
+def cpu_description() -> str:
+    """Return the CPU model and its kernel-selecting features, e.g. ``"Xeon ... [avx2 fma]"``."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and model in ("", platform.machine()):
+                    model = value.strip()
+                elif key in ("flags", "Features"):
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    features = " ".join(flag for flag in _KERNEL_FLAGS if flag in flags)
+    return f"{model} [{features}]"
+
+
 def environment() -> dict[str, Any]:
-    """Return the package versions plus interpreter and platform."""
+    """Return the package versions plus interpreter, platform and CPU."""
     return {
         "packages": package_versions(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu": cpu_description(),
     }

@@ -72,9 +72,20 @@ POLL_INTERVAL_S = 5
 # --------------------------------------------------------------------------- selection and skipping
 
 
+# Modules of this folder in the order they run against the one cluster: the platform's
+# readiness first, then the scenario workflow, then the game days that break things.
+MODULE_ORDER = ("test_kind_stack", "test_workflow_kind", "test_gameday_cluster")
+
+
+def _module_rank(item: pytest.Item) -> int:
+    module = item.path.stem if item.path.parent == Path(__file__).parent else None
+    return MODULE_ORDER.index(module) if module in MODULE_ORDER else -1
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect ``cluster`` tests unless the ``-m`` expression names them."""
+    """Deselect ``cluster`` tests unless the ``-m`` expression names them; order this folder's modules."""
     if "cluster" in (config.getoption("markexpr", default="") or ""):
+        items.sort(key=_module_rank)  # stable: the order within a module is kept
         return
     deselected = [item for item in items if item.get_closest_marker("cluster")]
     if deselected:

@@ -385,7 +385,21 @@ class IBMQuantum:
             return SamplerV2(mode=device)
 
     def run(self, circuits, shots, seeds, on_submitted) -> list[Counts]:
-        """Transpile to the device's ISA and run through SamplerV2."""
+        """Transpile to the device's ISA and run through SamplerV2.
+
+        A job refused for its credentials while newer ones were loaded (a rotation that
+        revoked the old token as this job ran) runs once more, with the new ones.
+        """
+        generation = self.credentials.current().generation
+        try:
+            return self._run_once(circuits, shots, seeds, on_submitted)
+        except ProviderError as error:
+            if not error.auth or self.credentials.current().generation == generation:
+                raise
+            log.info("provider refused a job's rotated-out credentials; running it with the new ones")
+            return self._run_once(circuits, shots, seeds, on_submitted)
+
+    def _run_once(self, circuits, shots, seeds, on_submitted) -> list[Counts]:
         from qiskit.transpiler import generate_preset_pass_manager
 
         device = self._device()

@@ -157,7 +157,12 @@ class JobStore:
             if existing is not None:
                 if existing["request_sha256"] != job.request_sha256:
                     raise KeyConflict(existing["id"])
-                return dict(existing), False
+                if existing["state"] != "failed":
+                    return dict(existing), False
+                # A failed job (say, the provider refused rotated credentials) ran nothing to
+                # keep: its key, resubmitted, queues the same job again instead of replaying
+                # the failure, so a fix takes effect without the client changing its request.
+                return self._requeue(dict(existing), cost, max_queued, shot_budget), True
             if self.total_queued >= max_queued:
                 raise QueueFull
             self._writer.execute("BEGIN IMMEDIATE")
@@ -216,6 +221,40 @@ class JobStore:
             "error": None,
         }
         return status, True
+
+    def _requeue(
+        self, existing: dict[str, Any], cost: int, max_queued: int, shot_budget: int | None
+    ) -> dict[str, Any]:
+        """Queue a failed job again, reserving its shots again (its failure gave them back)."""
+        if self.total_queued >= max_queued:
+            raise QueueFull
+        client = existing["client"]
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._writer.execute(
+                "SELECT shots_reserved FROM budgets WHERE client = ?", (client,)
+            ).fetchone()
+            used = row[0] if row else 0
+            if shot_budget is not None and used + cost > shot_budget:
+                raise BudgetExceeded(client, used, shot_budget, cost)
+            self._writer.execute(
+                "UPDATE jobs SET state = 'queued', error = NULL, run_token = NULL, provider_job_id = NULL, "
+                "started_at = NULL, finished_at = NULL WHERE id = ? AND state = 'failed'",
+                (existing["id"],),
+            )
+            self._writer.execute(
+                "INSERT INTO budgets (client, shots_reserved) VALUES (?, ?) "
+                "ON CONFLICT (client) DO UPDATE "
+                "SET shots_reserved = shots_reserved + excluded.shots_reserved",
+                (client, cost),
+            )
+            self._writer.execute("COMMIT")
+        except BaseException:
+            self._writer.execute("ROLLBACK")
+            raise
+        self.queued[existing["backend"]] += 1
+        existing.update(state="queued", error=None, provider_job_id=None, started_at=None, finished_at=None)
+        return existing
 
     def shots_reserved(self, client: str) -> int:
         """Return the shots a client has used or holds in active jobs."""

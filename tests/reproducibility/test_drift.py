@@ -1,0 +1,161 @@
+"""The drift report: the committed baseline against a fresh run here, and the comparison logic."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from qhybrid import atomic
+from qhybrid.drift import (
+    EXIT_DRIFT,
+    EXIT_INPUT,
+    EXIT_OK,
+    REFERENCE_SPECS,
+    baseline,
+    compare,
+    exit_code,
+    load,
+    main,
+    render,
+    report_fingerprint,
+    run_fingerprint,
+)
+from qhybrid.errors import QhybridError
+from qhybrid.steps import read_distributions, write_distributions
+from tests.conftest import REPO
+
+BASELINE = REPO / "tests" / "reproducibility" / "baseline.json"
+
+
+def test_committed_baseline_matches_a_fresh_run_here(fingerprints):
+    # The drift check CI runs. REGENERATE=1 pytest tests/reproducibility rewrites the baseline
+    # (after reviewing why it moved: `python -m qhybrid.drift --check` prints it).
+    fresh = {mode: fingerprints(mode, "reference") for mode in REFERENCE_SPECS}
+    if os.environ.get("REGENERATE") == "1":
+        atomic.write_text(BASELINE, json.dumps(baseline(fresh), indent=1) + "\n")
+    committed = load(BASELINE)
+    assert set(committed) == set(REFERENCE_SPECS)
+    drifts = compare(committed, fresh)
+    report = render(drifts)
+    assert exit_code(drifts) == EXIT_OK, report
+    if any(d.moved for d in drifts):
+        warnings.warn(f"expected drift against {BASELINE.name}, review it:\n{report}", stacklevel=1)
+    assert all(d.distributions_compared for d in drifts)
+
+
+# --------------------------------------------------------------------------- synthetic reports
+
+
+@pytest.fixture(scope="module")
+def reference_report(variant_run):
+    run_dir, _ = variant_run("sampled", "reference")
+    return json.loads((run_dir / "report.json").read_text())
+
+
+def changed(report: dict, *, version: str | None = None, estimate_ulps: int = 0, term_delta: float = 0.0):
+    report = copy.deepcopy(report)
+    if version is not None:
+        report["provenance"]["environment"]["packages"]["qiskit-aer"] = version
+    for _ in range(estimate_ulps):
+        report["estimate"] = float(np.nextafter(report["estimate"], np.inf))
+    report["terms"][3]["value"] += term_delta
+    return report
+
+
+def drifts_between(old: dict, new: dict):
+    return compare({"old": report_fingerprint(old)}, {"new": report_fingerprint(new)})
+
+
+def test_same_report_is_bitwise_equal(reference_report):
+    drifts = drifts_between(reference_report, copy.deepcopy(reference_report))
+    assert exit_code(drifts) == EXIT_OK and not drifts[0].moved
+    assert "bitwise equal" in render(drifts)
+
+
+def test_numbers_moved_with_the_same_versions_is_a_failure(reference_report):
+    drifts = drifts_between(reference_report, changed(reference_report, estimate_ulps=1))
+    assert exit_code(drifts) == EXIT_DRIFT
+    text = render(drifts)
+    assert "versions: unchanged" in text and "FAILURE" in text
+    assert "estimate: within 1e-12" in text
+    assert [c.name for c in drifts[0].numbers] == ["estimate"]
+
+
+def test_numbers_moved_with_a_changed_version_is_a_warning(reference_report):
+    new = changed(reference_report, version="9.9.9", term_delta=3e-5)
+    drifts = drifts_between(reference_report, new)
+    assert exit_code(drifts) == EXIT_OK
+    text = render(drifts)
+    assert "qiskit-aer: 0." in text and "-> 9.9.9" in text and "WARNING" in text
+    pauli = reference_report["terms"][3]["pauli"]
+    assert f"term {pauli} value: differs, by +3.000e-05" in text
+
+
+def test_a_changed_version_alone_is_no_drift(reference_report):
+    drifts = drifts_between(reference_report, changed(reference_report, version="9.9.9"))
+    assert exit_code(drifts) == EXIT_OK and not drifts[0].moved and drifts[0].versions
+
+
+def test_runs_of_other_inputs_are_not_compared(reference_report):
+    other = copy.deepcopy(reference_report)
+    other["provenance"]["spec_hash"] = "0" * 64
+    with pytest.raises(QhybridError, match="different inputs"):
+        drifts_between(reference_report, other)
+
+
+def test_command_line_exit_codes_and_json(tmp_path, reference_report):
+    paths = {}
+    for name, report in {
+        "old": reference_report,
+        "same-versions": changed(reference_report, estimate_ulps=2),
+        "new-versions": changed(reference_report, version="9.9.9", estimate_ulps=2),
+    }.items():
+        paths[name] = tmp_path / name / "report.json"
+        atomic.write_json(paths[name], report)
+    assert main([str(paths["old"]), str(paths["new-versions"])]) == EXIT_OK
+    out = tmp_path / "drift.json"
+    assert main([str(paths["old"]), str(paths["same-versions"]), "--json", str(out)]) == EXIT_DRIFT
+    written = json.loads(out.read_text())
+    assert written["exit_code"] == EXIT_DRIFT
+    assert [c["name"] for c in written["runs"][0]["numbers_changed"]] == ["estimate"]
+    assert main([str(paths["old"]), str(tmp_path / "missing.json")]) == EXIT_INPUT
+
+
+def test_module_entry_point_against_a_baseline(tmp_path, variant_run):
+    import subprocess
+    import sys
+
+    run_dir, _ = variant_run("exact", "reference")
+    result = subprocess.run(
+        [sys.executable, "-m", "qhybrid.drift", str(BASELINE), str(run_dir)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert result.returncode == EXIT_OK, result.stdout + result.stderr
+    assert "== exact" in result.stdout and "bitwise equal" in result.stdout
+
+
+# --------------------------------------------------------------------------- result-file sensitivity
+
+
+def test_one_ulp_in_one_distribution_is_seen(tmp_path, variant_run):
+    run_dir, fingerprint = variant_run("exact", "reference")
+    copied = tmp_path / "copy"
+    shutil.copytree(run_dir, copied)
+    target = sorted((copied / "results").iterdir())[1]
+    distributions, meta = read_distributions(target)
+    distributions[5].weights[0] = np.nextafter(distributions[5].weights[0], np.inf)
+    write_distributions(target, distributions, meta)
+    moved = run_fingerprint(copied)
+    drifts = compare({"exact": fingerprint}, {"exact": moved})
+    assert drifts[0].distributions == [meta["ids"][5]]
+    assert drifts[0].numbers == []  # the report was not rebuilt: only the distribution moved
+    assert exit_code(drifts) == EXIT_DRIFT
