@@ -341,6 +341,18 @@ def gameday(
         raise typer.Exit(1)
 
 
+@app.command(
+    "drift",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def drift(ctx: typer.Context) -> None:
+    """Drift report: two runs, or a fresh run against a baseline (see `qhybrid drift --help`)."""
+    from qhybrid.drift import main as drift_main
+
+    raise typer.Exit(drift_main(list(ctx.args)))
+
+
 def main() -> None:
     """Entry point of the ``qhybrid`` console script."""
     app()

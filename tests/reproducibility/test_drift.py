@@ -127,6 +127,19 @@ def test_command_line_exit_codes_and_json(tmp_path, reference_report):
     assert main([str(paths["old"]), str(tmp_path / "missing.json")]) == EXIT_INPUT
 
 
+def test_qhybrid_drift_command_passes_arguments_and_exit_code_through(tmp_path, reference_report):
+    from tests.conftest import run_cli
+
+    old, moved = tmp_path / "old" / "report.json", tmp_path / "moved" / "report.json"
+    atomic.write_json(old, reference_report)
+    atomic.write_json(moved, changed(reference_report, estimate_ulps=1))
+    same = run_cli("drift", str(old), str(old))
+    assert same.returncode == EXIT_OK, same.stderr
+    drifted = run_cli("drift", str(old), str(moved))
+    assert drifted.returncode == EXIT_DRIFT
+    assert "FAILURE: numbers moved with the same versions" in drifted.stdout
+
+
 def test_module_entry_point_against_a_baseline(tmp_path, variant_run):
     import subprocess
     import sys
