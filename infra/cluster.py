@@ -28,12 +28,12 @@ import pulumi_command as command
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from infra.objects import create_object
+from infra.objects import create_object, helm_release
 from qhybrid.blueprint import eks as eks_spec
 from qhybrid.blueprint import kind
 from qhybrid.blueprint.config import StackConfig
 from qhybrid.blueprint.names import MONITORING_NAMESPACE
-from qhybrid.blueprint.versions import DCGM_EXPORTER, NVIDIA_DEVICE_PLUGIN, HelmChart
+from qhybrid.blueprint.versions import DCGM_EXPORTER, NVIDIA_DEVICE_PLUGIN
 
 DEVICE_PLUGIN_NAMESPACE = "kube-system"
 DEVICE_PLUGIN_RELEASE = "nvidia-device-plugin"
@@ -54,26 +54,6 @@ class ClusterArgs:
             kind.check_kind_config(self.config)
         else:
             eks_spec.check_eks_config(self.config)
-
-
-def _release(
-    resource_name: str,
-    release_name: str,
-    chart: HelmChart,
-    namespace: str,
-    values: dict,
-    opts: pulumi.ResourceOptions,
-) -> k8s.helm.v3.Release:
-    return k8s.helm.v3.Release(
-        resource_name,
-        name=release_name,
-        chart=chart.name,
-        version=chart.version,
-        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
-        namespace=namespace,
-        values=values,
-        opts=opts,
-    )
 
 
 class Cluster(pulumi.ComponentResource):
@@ -119,13 +99,13 @@ class Cluster(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.ebs_csi]),
             )
             if config.gpu_vendor == "nvidia":
-                self.device_plugin = _release(
-                    f"{name}-nvidia-device-plugin",
+                self.device_plugin = helm_release(
                     DEVICE_PLUGIN_RELEASE,
-                    NVIDIA_DEVICE_PLUGIN,
-                    DEVICE_PLUGIN_NAMESPACE,
-                    eks_spec.nvidia_device_plugin_values(),
-                    pulumi.ResourceOptions(
+                    resource_name=f"{name}-nvidia-device-plugin",
+                    chart=NVIDIA_DEVICE_PLUGIN,
+                    namespace=DEVICE_PLUGIN_NAMESPACE,
+                    values=eks_spec.nvidia_device_plugin_values(),
+                    opts=pulumi.ResourceOptions(
                         parent=self, provider=self.provider, depends_on=[self.node_groups[eks_spec.GPU_POOL]]
                     ),
                 )
@@ -144,13 +124,13 @@ class Cluster(pulumi.ComponentResource):
             raise RuntimeError("add_gpu_metrics was already called on this Cluster")
         if self._stack_config.gpu_vendor != "nvidia":
             return None
-        self.gpu_metrics = _release(
-            self._gpu_metrics_name,
+        self.gpu_metrics = helm_release(
             DCGM_EXPORTER_RELEASE,
-            DCGM_EXPORTER,
-            MONITORING_NAMESPACE,
-            eks_spec.dcgm_exporter_values(),
-            pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(after)),
+            resource_name=self._gpu_metrics_name,
+            chart=DCGM_EXPORTER,
+            namespace=MONITORING_NAMESPACE,
+            values=eks_spec.dcgm_exporter_values(),
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(after)),
         )
         return self.gpu_metrics
 

@@ -67,11 +67,16 @@ def helm_release(
     namespace: str,
     values: Mapping[str, Any],
     opts: pulumi.ResourceOptions,
+    resource_name: str | None = None,
 ) -> k8s.helm.v3.Release:
-    """Install a pinned upstream chart (a ``versions.HelmChart``) and wait until it is ready."""
+    """Install a pinned upstream chart (a ``versions.HelmChart``) and wait until it is ready.
+
+    ``name`` is the Helm release's name; ``resource_name`` the Pulumi resource's, when
+    it must differ (a component's children are prefixed with the component's name).
+    """
     repository = k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo) if chart.repo else None
     return k8s.helm.v3.Release(
-        name,
+        resource_name or name,
         name=name,
         chart=chart.name,
         version=chart.version,

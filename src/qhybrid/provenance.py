@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
 import sys
@@ -34,6 +35,7 @@ def package_versions() -> dict[str, str]:
 _KERNEL_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512dq", "avx512vl", "sse4_2", "neon", "asimd")
 
 
+@functools.cache  # the CPU does not change while a process runs
 def cpu_description() -> str:
     """Return the CPU model and its kernel-selecting features, e.g. ``"Xeon ... [avx2 fma]"``."""
     model, flags = platform.processor() or platform.machine(), set()

@@ -24,7 +24,7 @@ from qhybrid.blueprint.names import (
     WORKFLOW_SERVICE_ACCOUNT,
 )
 from qhybrid.blueprint.namespaces import namespace
-from qhybrid.blueprint.network import dns_egress_rule
+from qhybrid.blueprint.network import dns_egress_rule, namespace_peer
 from qhybrid.blueprint.pools import pool_placement
 
 S3_CREDENTIALS_SECRET = "qhybrid-artifact-s3"
@@ -181,12 +181,7 @@ def workflow_network_policies(config: StackConfig) -> list[dict[str, Any]]:
     ns = config.workflow_namespace
     dns = dns_egress_rule()
     gateway = {
-        "to": [
-            {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": GATEWAY_NAMESPACE}},
-                "podSelector": {"matchLabels": dict(GATEWAY_LABELS)},
-            }
-        ],
+        "to": [namespace_peer(GATEWAY_NAMESPACE, GATEWAY_LABELS)],
         "ports": [{"protocol": "TCP", "port": config.gateway_port}],
     }
     cluster = {"to": [{"ipBlock": {"cidr": cidr}} for cidr in config.workflow_egress_cidrs]}

@@ -38,6 +38,7 @@ from qhybrid.blueprint.names import (
     GATEWAY_TOKEN_AUDIENCE,
     MONITORING_NAMESPACE,
     PART_OF,
+    PROMETHEUS_POD_LABELS,
     WORKER_LABELS,
     WORKFLOW_SERVICE_ACCOUNT,
 )
@@ -46,7 +47,7 @@ from qhybrid.blueprint.namespaces import (
     restricted_container_security,
     restricted_pod_security,
 )
-from qhybrid.blueprint.network import dns_egress_rule
+from qhybrid.blueprint.network import dns_egress_rule, namespace_peer
 from qhybrid.blueprint.pools import pool_placement
 
 # File names inside the mounted credentials directory (the gateway reads them and
@@ -247,14 +248,8 @@ def disruption_budget() -> dict[str, Any]:
 def network_policies(config: StackConfig) -> list[dict[str, Any]]:
     """Return the gateway's policies: ingress from workers and Prometheus; egress to DNS, providers, API."""
     port = [{"protocol": "TCP", "port": config.gateway_port}]
-    workers = {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": config.workflow_namespace}},
-        "podSelector": {"matchLabels": dict(WORKER_LABELS)},
-    }
-    prometheus = {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}},
-        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
-    }
+    workers = namespace_peer(config.workflow_namespace, WORKER_LABELS)
+    prometheus = namespace_peer(MONITORING_NAMESPACE, PROMETHEUS_POD_LABELS)
     dns = dns_egress_rule()
     providers = {
         "to": [{"ipBlock": {"cidr": cidr}} for cidr in config.gateway_egress_cidrs],
