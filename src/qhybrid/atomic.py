@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
+_TEMP_SUFFIX = ".tmp"
+
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -31,6 +33,21 @@ def write_bytes(path: Path, data: bytes) -> None:
         # Leave nothing behind on any failure, a full disk or a kill included.
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(root: Path) -> int:
+    """Delete the temporary files that killed writers left under ``root``; return how many.
+
+    A SIGKILL between the temporary write and the rename skips the clean-up above, so
+    the hidden ``.<name>.*.tmp`` file stays. Nothing ever reads one; only the owner of
+    a directory with no writer running in it (the local runner, on resume) may call this.
+    """
+    removed = 0
+    for stale in root.rglob(f".*{_TEMP_SUFFIX}"):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_text(path: Path, text: str) -> None:

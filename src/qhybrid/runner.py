@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from qhybrid import atomic
 from qhybrid.errors import InputError, QhybridError
 from qhybrid.problem import RunSpec
 from qhybrid.report import build_report
@@ -50,6 +51,9 @@ def run_local(
     wall_started = time.perf_counter()
     with console.status("generating subexperiments"):
         manifest = generate(run_dir, spec)
+    # generate has checked that the directory holds this run; a killed earlier attempt may
+    # have left temporary files behind, which no step reads: clear them.
+    atomic.remove_stale_temporaries(run_dir.root)
     total = manifest["counts"]["unique"]
     # Result files of workflow branches (one backend's ids of a range) count as done too.
     backends = [entry["backend"] for entry in manifest["plan"]["unique"]]

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from qhybrid.atomic import read_npz
+from qhybrid.steps import read_distributions
 from tests.conftest import REPO, run_cli
 
 
@@ -72,11 +73,29 @@ def test_resume_after_kill_gives_the_same_estimate(tmp_path):
     finished = len(list((victim / "results").glob("range-*.npz")))
     assert 2 <= finished < 16, "the kill should land mid-execute"
     assert not (victim / "report.json").exists()
-    assert not [p for p in victim.rglob("*.tmp")], "no partial files survive"
-    # Then --resume finishes only the rest and reproduces the estimate bitwise
+    # Every result file that exists is whole (a kill mid-write leaves at most a hidden
+    # temporary file, which nothing reads).
+    for path in (victim / "results").glob("range-*.npz"):
+        read_distributions(path)
+    # Then --resume finishes only the rest, reproduces the estimate bitwise, and leaves
+    # no temporary file behind.
     resumed = run_cli("run", "cutting", "--resume", str(victim), "--workers", "2", check=True)
     assert "estimate" in resumed.stdout
     assert estimate_of(victim).hex() == estimate_of(tmp_path / "reference").hex()
+    assert not [p for p in victim.rglob("*.tmp")], "no temporary files survive a resume"
+
+
+def test_resume_clears_temporaries_a_killed_writer_left(tmp_path):
+    # Given a finished run in which a killed writer left its temporary file
+    out = tmp_path / "run"
+    run_cli("run", "cutting", "--qubits", "4", "--reps", "1", "--out", str(out), check=True)
+    stale = out / "results" / ".range-000000-000016.npz.k1ll3d.tmp"
+    stale.write_bytes(b"half a result")
+    estimate = estimate_of(out)
+    # When the run is resumed, then the temporary file is gone and nothing else changed
+    run_cli("run", "cutting", "--resume", str(out), check=True)
+    assert not stale.exists()
+    assert estimate_of(out).hex() == estimate.hex()
 
 
 def test_rerun_into_the_same_directory_is_idempotent(tmp_path):
