@@ -48,11 +48,11 @@ from rich.table import Table
 
 from qhybrid import scenarios
 from qhybrid.backends import get_backend
-from qhybrid.plan import build_plan
-from qhybrid.policies import get_policy
-from qhybrid.problem import RunSpec
-from qhybrid.reconstruct import distribution_from_sampler_pub, reconstruct
-from qhybrid.runner import run_local
+from qhybrid.cutting.plan import build_plan
+from qhybrid.cutting.policies import get_policy
+from qhybrid.cutting.reconstruct import distribution_from_sampler_pub, reconstruct
+from qhybrid.pipeline.runner import run_local
+from qhybrid.spec import RunSpec
 
 SCENARIO = scenarios.CUTTING
 QUBITS, REPS, SEED, SHOTS = 10, 3, 0, 4096

@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO))
 
 from qiskit import QuantumCircuit  # noqa: E402
 
-from qhybrid.gateway.backends import Trivial  # noqa: E402
 from qhybrid.gateway.config import BackendConfig  # noqa: E402
 from qhybrid.gateway.payload import encode_qpy  # noqa: E402
+from qhybrid.gateway.providers import Trivial  # noqa: E402
 from tests.load.run_load import run, start_gateway  # noqa: E402
 
 

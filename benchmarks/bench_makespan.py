@@ -27,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from qhybrid.problem import RunSpec
-from qhybrid.rundir import RunDir
-from qhybrid.steps import execute, generate, reconstruct_run
+from qhybrid.pipeline.generate import execute, generate, reconstruct_run
+from qhybrid.pipeline.rundir import RunDir
+from qhybrid.spec import RunSpec
 from qhybrid.workflow.batching import split_batches
 
 WORKLOADS = {
@@ -54,7 +54,7 @@ def list_schedule(durations: list[float], slots: int) -> float:
 def startup_seconds(repeats: int = 3) -> float:
     """Return the median wall time of a process that imports what a ``qhybrid step`` pod imports."""
     times = []
-    imports = "import qhybrid.cli, qhybrid.steps, qhybrid.report, qhybrid.backends.aer"
+    imports = "import qhybrid.cli, qhybrid.pipeline.generate, qhybrid.pipeline.report, qhybrid.backends.aer"
     for _ in range(repeats):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", imports], capture_output=True, check=True)

@@ -60,7 +60,7 @@ DEFAULT_STATE_FILE = "runs/chaos-cluster/state.json"
 
 
 def _spec(**fields: Any) -> Any:
-    from qhybrid.problem import RunSpec
+    from qhybrid.spec import RunSpec
 
     return RunSpec(scenario="cutting", **{k: v for k, v in fields.items() if v is not None})
 
@@ -71,7 +71,7 @@ def _read_state(state_file: str) -> list[dict[str, Any]]:
 
 
 def _write_state(state_file: str, entries: list[dict[str, Any]]) -> None:
-    from qhybrid import atomic
+    from qhybrid.pipeline import atomic
 
     atomic.write_json(Path(state_file), entries)
 
@@ -189,7 +189,7 @@ def _judge(entry: dict[str, Any], report: dict[str, Any], max_standard_errors: f
     """Compare one workflow's report with what ``entry['expect']`` says it must equal."""
     from rich.console import Console
 
-    from qhybrid.runner import run_local
+    from qhybrid.pipeline.runner import run_local
 
     spec = _spec(**{k: v for k, v in entry["spec"].items() if k != "scenario"})
     provenance = report["provenance"]

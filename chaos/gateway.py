@@ -169,8 +169,7 @@ def stop_gateway(workspace: str) -> bool:
 def _expected_jobs(workspace: str, runs: list[str]) -> int:
     """Gateway jobs the named runs needed: one per chunk of at most 64 QPU circuits in each result file."""
     from qhybrid.backends.qpu import DEFAULT_CIRCUITS_PER_JOB
-    from qhybrid.rundir import RunDir
-    from qhybrid.steps import read_distributions
+    from qhybrid.pipeline.rundir import RunDir
 
     total = 0
     registered = ws.read_record(workspace, "runs")
@@ -180,7 +179,7 @@ def _expected_jobs(workspace: str, runs: list[str]) -> int:
             continue
         run_dir = RunDir(Path(entry["dir"]))
         for start, stop, backend in run_dir.result_files():
-            _, meta = read_distributions(run_dir.result_file(start, stop, backend))
+            _, meta = run_dir.read_results(start, stop, backend)
             planned_qpu = sum(1 for name in meta["backends"] if name == "qpu") + len(meta["failovers"])
             total += math.ceil(planned_qpu / DEFAULT_CIRCUITS_PER_JOB)
     return total

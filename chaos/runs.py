@@ -17,9 +17,8 @@ from typing import Any
 from chaoslib.exceptions import ActivityFailed
 from qhybrid_chaos import workspace as ws
 
-from qhybrid import atomic
-from qhybrid.rundir import RunDir
-from qhybrid.steps import read_distributions
+from qhybrid.pipeline import atomic
+from qhybrid.pipeline.rundir import RunDir, read_result_file
 
 __all__ = [
     "kill_worker",
@@ -221,7 +220,7 @@ def run_accounting(directory: str) -> dict[str, Any]:
     seen = [0] * total
     for path in _result_paths(run_dir.root):
         try:
-            _, meta = read_distributions(path)
+            _, meta = read_result_file(path)
         except Exception as error:  # noqa: BLE001 - any unreadable file is a corrupt result
             raise ActivityFailed(f"{path}: unreadable result file ({type(error).__name__})") from None
         for uid in meta["ids"]:

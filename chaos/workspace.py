@@ -16,7 +16,7 @@ from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 
-from qhybrid import atomic
+from qhybrid.pipeline import atomic
 
 __all__ = ["events", "record_event"]
 

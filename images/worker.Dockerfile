@@ -43,7 +43,7 @@ WORKDIR /workspace
 USER 10001:10001
 # Smoke test as the runtime user: the entry point starts and the simulator imports.
 RUN qhybrid --help >/dev/null \
- && python -c "import qhybrid.steps, qiskit_addon_cutting; from qiskit_aer import AerSimulator; AerSimulator()"
+ && python -c "import qhybrid.pipeline.generate, qiskit_addon_cutting; from qiskit_aer import AerSimulator; AerSimulator()"
 # tini is PID 1 so SIGTERM (Kueue preemption, pod deletion) reaches qhybrid.
 # Argo templates pass the step as args (`step execute ...`), keeping this entry point.
 ENTRYPOINT ["tini", "--", "qhybrid"]

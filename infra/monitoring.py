@@ -14,8 +14,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.objects import create_object, helm_release
-from qhybrid.blueprint import alerts, dashboards, monitoring
+from qhybrid.blueprint import monitoring
 from qhybrid.blueprint.config import StackConfig
+from qhybrid.blueprint.monitoring import alerts, dashboards
 from qhybrid.blueprint.names import MONITORING_NAMESPACE, MONITORING_RELEASE
 from qhybrid.blueprint.versions import KUBE_PROMETHEUS_STACK
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,28 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = False) -> subproc
     if check and result.returncode != 0:
         raise AssertionError(f"qhybrid {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def regenerating() -> bool:
+    """Return whether REGENERATE=1 asks to rewrite golden files; refuse it under CI.
+
+    A golden file rewritten in CI would then be compared with itself, and the
+    drift test could never fail there (as Hera's example tests refuse it too).
+    """
+    if os.environ.get("REGENERATE") != "1":
+        return False
+    if os.environ.get("CI"):
+        pytest.fail("REGENERATE=1 is refused under CI: regenerate golden files locally and review the diff")
+    return True
+
+
+def invoke(*args: str) -> Any:
+    """Run ``qhybrid ARGS`` in this process (typer's runner); the result has exit_code, stdout, stderr."""
+    from typer.testing import CliRunner
+
+    from qhybrid.cli import app
+
+    return CliRunner().invoke(app, list(args), prog_name="qhybrid", env={"COLUMNS": "200"})
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from qhybrid.gameday import local_experiments, passed, run_gameday, summary_table
+from qhybrid.ops.gameday import local_experiments, passed, run_gameday, summary_table
 from tests.conftest import run_cli
 
 EXPECTED = {  # experiment -> (faults it injects, recovery steps it takes)

@@ -8,7 +8,7 @@ import time
 import pytest
 from qiskit import QuantumCircuit, qasm3
 
-from qhybrid.blueprint import metric_names
+from qhybrid.blueprint.monitoring import metric_names
 from tests.gateway.conftest import auth, base_config, bell, flips, in_process, job_body
 
 

@@ -10,7 +10,7 @@ import yaml
 from qhybrid.blueprint import gateway as blueprint_gateway
 from qhybrid.blueprint import names as blueprint_names
 from qhybrid.blueprint.config import load_stack_file
-from qhybrid.gateway.cli import gateway_app
+from qhybrid.cli.gateway import gateway_app
 from qhybrid.gateway.client import GatewayClient, GatewayError
 from tests.gateway.conftest import in_process
 

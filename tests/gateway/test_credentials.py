@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qhybrid.blueprint import gateway as blueprint_gateway
-from qhybrid.blueprint import metric_names
+from qhybrid.blueprint.monitoring import metric_names
 from qhybrid.gateway import credentials as creds_module
 from qhybrid.gateway.credentials import CredentialStore, RedactingFilter, Secret
 from tests.gateway.conftest import auth, base_config, bell, in_process, job_body
@@ -92,7 +92,7 @@ class FakeRuntimeService:
         self.instance = instance
 
     def backend(self, name):
-        from qhybrid.gateway.backends import fake_device
+        from qhybrid.gateway.providers import fake_device
 
         return fake_device("fake_manila")
 

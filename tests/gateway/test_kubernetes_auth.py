@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from qhybrid.blueprint import metric_names
+from qhybrid.blueprint.monitoring import metric_names
 from qhybrid.blueprint.names import GATEWAY_TOKEN_AUDIENCE
 from qhybrid.errors import InputError
 from qhybrid.gateway.auth import hash_token

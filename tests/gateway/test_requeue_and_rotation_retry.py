@@ -6,9 +6,9 @@ import pytest
 import qiskit_ibm_runtime
 from qhybrid_chaos.fake_provider import ACCEPTED_ENV, FakeRuntimeService
 
-from qhybrid.gateway.backends import IBMQuantum, ProviderError
 from qhybrid.gateway.config import BackendConfig
 from qhybrid.gateway.credentials import CredentialStore
+from qhybrid.gateway.providers import IBMQuantum, ProviderError
 from tests.gateway.conftest import auth, base_config, bell, in_process, job_body
 from tests.gateway.test_credentials import write_secret_volume
 

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from qhybrid.blueprint.pools import KUEUE_QUEUE_LABEL
-from qhybrid.problem import RunSpec
-from qhybrid.runner import run_local
+from qhybrid.pipeline.runner import run_local
+from qhybrid.spec import RunSpec
 from qhybrid.workflow.build import STEP_LABEL, workflow_object
 from qhybrid.workflow.checks import check_workflow
 from qhybrid.workflow.submit import create, follow, report_of, snapshot

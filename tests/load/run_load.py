@@ -39,8 +39,8 @@ def start_gateway(
     import httpx
     import yaml
 
+    from qhybrid.cli.gateway import write_token_file
     from qhybrid.gateway.auth import hash_token, new_token
-    from qhybrid.gateway.cli import write_token_file
 
     token_file = out / "load-client.token"
     token = new_token()

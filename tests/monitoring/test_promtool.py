@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from qhybrid.blueprint import alerts, dashboards, monitoring
+from qhybrid.blueprint import monitoring
 from qhybrid.blueprint.config import load_stack_file
+from qhybrid.blueprint.monitoring import alerts, dashboards
 
 HERE = Path(__file__).resolve().parent
 UNIT_TESTS = HERE / "alerts_test.yaml"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qhybrid.drift import REFERENCE_SPECS, run_fingerprint
+from qhybrid.ops.drift import REFERENCE_SPECS, run_fingerprint
 from tests.reproducibility.variants import make
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import warnings
 
 import numpy as np
 import pytest
 
-from qhybrid import atomic
-from qhybrid.drift import (
+from qhybrid.errors import QhybridError
+from qhybrid.ops.drift import (
     EXIT_DRIFT,
     EXIT_INPUT,
     EXIT_OK,
@@ -21,23 +20,22 @@ from qhybrid.drift import (
     compare,
     exit_code,
     load,
-    main,
     render,
     report_fingerprint,
     run_fingerprint,
 )
-from qhybrid.errors import QhybridError
-from qhybrid.steps import read_distributions, write_distributions
-from tests.conftest import REPO
+from qhybrid.pipeline import atomic
+from qhybrid.pipeline.rundir import read_result_file, write_result_file
+from tests.conftest import REPO, invoke, regenerating
 
 BASELINE = REPO / "tests" / "reproducibility" / "baseline.json"
 
 
 def test_committed_baseline_matches_a_fresh_run_here(fingerprints):
     # The drift check CI runs. REGENERATE=1 pytest tests/reproducibility rewrites the baseline
-    # (after reviewing why it moved: `python -m qhybrid.drift --check` prints it).
+    # (after reviewing why it moved: `qhybrid drift --check` prints it).
     fresh = {mode: fingerprints(mode, "reference") for mode in REFERENCE_SPECS}
-    if os.environ.get("REGENERATE") == "1":
+    if regenerating():
         atomic.write_text(BASELINE, json.dumps(baseline(fresh), indent=1) + "\n")
     committed = load(BASELINE)
     assert set(committed) == set(REFERENCE_SPECS)
@@ -118,13 +116,32 @@ def test_command_line_exit_codes_and_json(tmp_path, reference_report):
     }.items():
         paths[name] = tmp_path / name / "report.json"
         atomic.write_json(paths[name], report)
-    assert main([str(paths["old"]), str(paths["new-versions"])]) == EXIT_OK
+    assert invoke("drift", str(paths["old"]), str(paths["new-versions"])).exit_code == EXIT_OK
     out = tmp_path / "drift.json"
-    assert main([str(paths["old"]), str(paths["same-versions"]), "--json", str(out)]) == EXIT_DRIFT
+    drifted = invoke("drift", str(paths["old"]), str(paths["same-versions"]), "--json", str(out))
+    assert drifted.exit_code == EXIT_DRIFT
     written = json.loads(out.read_text())
     assert written["exit_code"] == EXIT_DRIFT
     assert [c["name"] for c in written["runs"][0]["numbers_changed"]] == ["estimate"]
-    assert main([str(paths["old"]), str(tmp_path / "missing.json")]) == EXIT_INPUT
+    missing = invoke("drift", str(paths["old"]), str(tmp_path / "missing.json"))
+    assert missing.exit_code == EXIT_INPUT
+    assert missing.stderr.startswith("qhybrid: error: ") and "missing.json" in missing.stderr
+
+
+def test_drift_usage_errors_are_one_line_and_exit_2(tmp_path):
+    both = invoke("drift", "a", "b", "--check", str(tmp_path / "baseline.json"))
+    assert both.exit_code == EXIT_INPUT
+    assert both.stderr.splitlines() == [
+        "qhybrid: error: OLD NEW: give either OLD NEW or --check/--write-baseline"
+    ]
+    neither = invoke("drift")
+    assert neither.exit_code == EXIT_INPUT and "give OLD NEW" in neither.stderr
+    absent = invoke("drift", "--check", str(tmp_path / "nowhere.json"))
+    assert (
+        absent.exit_code == EXIT_INPUT and "--check" in absent.stderr and "no such baseline" in absent.stderr
+    )
+    usage = invoke("drift", "--help")
+    assert usage.exit_code == 0 and "Usage: qhybrid drift [OPTIONS] [OLD] [NEW]" in usage.stdout
 
 
 def test_qhybrid_drift_command_passes_arguments_and_exit_code_through(tmp_path, reference_report):
@@ -140,18 +157,13 @@ def test_qhybrid_drift_command_passes_arguments_and_exit_code_through(tmp_path, 
     assert "FAILURE: numbers moved with the same versions" in drifted.stdout
 
 
-def test_module_entry_point_against_a_baseline(tmp_path, variant_run):
-    import subprocess
-    import sys
+def test_drift_command_against_a_baseline_outside_a_checkout(tmp_path, variant_run):
+    from tests.conftest import run_cli
 
     run_dir, _ = variant_run("exact", "reference")
-    result = subprocess.run(
-        [sys.executable, "-m", "qhybrid.drift", str(BASELINE), str(run_dir)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+    copied = tmp_path / "baseline.json"
+    shutil.copyfile(BASELINE, copied)
+    result = run_cli("drift", str(copied), str(run_dir), cwd=tmp_path)
     assert result.returncode == EXIT_OK, result.stdout + result.stderr
     assert "== exact" in result.stdout and "bitwise equal" in result.stdout
 
@@ -164,9 +176,9 @@ def test_one_ulp_in_one_distribution_is_seen(tmp_path, variant_run):
     copied = tmp_path / "copy"
     shutil.copytree(run_dir, copied)
     target = sorted((copied / "results").iterdir())[1]
-    distributions, meta = read_distributions(target)
+    distributions, meta = read_result_file(target)
     distributions[5].weights[0] = np.nextafter(distributions[5].weights[0], np.inf)
-    write_distributions(target, distributions, meta)
+    write_result_file(target, distributions, meta)
     moved = run_fingerprint(copied)
     drifts = compare({"exact": fingerprint}, {"exact": moved})
     assert drifts[0].distributions == [meta["ids"][5]]

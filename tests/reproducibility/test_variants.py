@@ -1,6 +1,6 @@
 """One workload, every way of running it, all bitwise equal.
 
-For each reference spec (exact and sampled mode: ``qhybrid.drift.REFERENCE_SPECS``,
+For each reference spec (exact and sampled mode: ``qhybrid.ops.drift.REFERENCE_SPECS``,
 the runs the committed baseline holds), the run is made once per variant:
 
 - ``reference``: ``run_local`` in this process, one worker, default batches;
@@ -11,7 +11,7 @@ the runs the committed baseline holds), the run is made once per variant:
 - ``workflow-replay``: ``qhybrid workflow render`` to YAML, then ``qhybrid workflow replay --file``
   (the pods' commands in DAG order, one result file per batch of the cpu branch).
 
-Each variant's fingerprint (``qhybrid.drift.run_fingerprint``: estimate, standard
+Each variant's fingerprint (``qhybrid.ops.drift.run_fingerprint``: estimate, standard
 error and exact value as float.hex, every term's value and standard error, the
 SHA-256 of every unique subexperiment's outcomes and weights, the spec hash) must
 equal the reference's, so a difference anywhere shows, not only in the estimate.
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import pytest
 
-from qhybrid.drift import REFERENCE_SPECS, compare_runs, render, run_fingerprint
-from qhybrid.problem import RunSpec
+from qhybrid.ops.drift import REFERENCE_SPECS, compare_runs, render, run_fingerprint
+from qhybrid.spec import RunSpec
 from tests.reproducibility.variants import VARIANTS, in_process, replayed_from_yaml
 
 

@@ -8,8 +8,8 @@ import numpy as np
 from qiskit import QuantumCircuit, qasm2, qasm3
 from qiskit.quantum_info import SparsePauliOp, Statevector
 
-from qhybrid.problem import RunSpec
-from qhybrid.runner import run_local
+from qhybrid.pipeline.runner import run_local
+from qhybrid.spec import RunSpec
 
 
 def rotations_circuit(num_qubits: int, layers: int, seed: int) -> QuantumCircuit:

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from qhybrid.atomic import read_npz
-from qhybrid.steps import read_distributions
+from qhybrid.pipeline.atomic import read_npz
+from qhybrid.pipeline.rundir import read_result_file
 from tests.conftest import REPO, run_cli
 
 
@@ -76,7 +76,7 @@ def test_resume_after_kill_gives_the_same_estimate(tmp_path):
     # Every result file that exists is whole (a kill mid-write leaves at most a hidden
     # temporary file, which nothing reads).
     for path in (victim / "results").glob("range-*.npz"):
-        read_distributions(path)
+        read_result_file(path)
     # Then --resume finishes only the rest, reproduces the estimate bitwise, and leaves
     # no temporary file behind.
     resumed = run_cli("run", "cutting", "--resume", str(victim), "--workers", "2", check=True)

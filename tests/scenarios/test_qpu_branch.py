@@ -9,8 +9,8 @@ import pytest
 
 from qhybrid.backends import qpu
 from qhybrid.gateway.auth import hash_token
-from qhybrid.problem import RunSpec
-from qhybrid.runner import run_local
+from qhybrid.pipeline.runner import run_local
+from qhybrid.spec import RunSpec
 from tests.gateway.conftest import GatewayProcess, free_port
 
 TOKEN = "workflow-token-" + "w" * 32

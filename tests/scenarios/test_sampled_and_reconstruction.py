@@ -11,9 +11,9 @@ from qiskit_addon_cutting import (
 )
 from qiskit_aer.primitives import SamplerV2
 
-from qhybrid.plan import build_plan
-from qhybrid.policies import get_policy
-from qhybrid.reconstruct import distribution_from_sampler_pub, reconstruct
+from qhybrid.cutting.plan import build_plan
+from qhybrid.cutting.policies import get_policy
+from qhybrid.cutting.reconstruct import distribution_from_sampler_pub, reconstruct
 from tests.scenarios.helpers import run
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 
 import pytest
 import yaml
@@ -12,16 +11,16 @@ import yaml
 from qhybrid.blueprint.config import load_stack_file
 from qhybrid.blueprint.names import WORKER_LABELS
 from qhybrid.blueprint.pools import KUEUE_QUEUE_LABEL
-from qhybrid.policies import POLICIES
-from qhybrid.problem import RunSpec
-from qhybrid.rundir import RunDir
-from qhybrid.runner import run_local
+from qhybrid.cli.workflow import run_in_process
+from qhybrid.cutting.policies import POLICIES
+from qhybrid.pipeline.rundir import RunDir
+from qhybrid.pipeline.runner import run_local
+from qhybrid.spec import RunSpec
 from qhybrid.workflow.batching import branch_slots, split_batches
-from qhybrid.workflow.build import workflow_object
+from qhybrid.workflow.build import to_yaml, workflow_object
 from qhybrid.workflow.checks import SIZE_BUDGET_BYTES, check_workflow, dag_order, estimated_size
-from qhybrid.workflow.cli import to_yaml
-from qhybrid.workflow.local import in_process, replay
-from tests.conftest import REPO, run_cli
+from qhybrid.workflow.replay import replay
+from tests.conftest import REPO, regenerating, run_cli
 
 GOLDEN = REPO / "workflows" / "cutting-default.yaml"
 STACKS = ("kind", "eks")
@@ -42,7 +41,7 @@ def dag_task(workflow: dict, name: str) -> dict:
 def test_golden_file_matches_the_rendered_default_workflow():
     # REGENERATE=1 pytest tests/scenarios/test_workflow.py rewrites the committed file.
     rendered = to_yaml(default_workflow())
-    if os.environ.get("REGENERATE") == "1":
+    if regenerating():
         GOLDEN.write_text(rendered, encoding="utf-8")
     assert GOLDEN.read_text(encoding="utf-8") == rendered, (
         f"{GOLDEN.relative_to(REPO)} drifted from the builder; rerun with REGENERATE=1 and review the diff"
@@ -240,7 +239,7 @@ def test_replaying_the_rendered_workflow_reproduces_qhybrid_run_bitwise(tmp_path
     reference = run_local(spec, tmp_path / "reference")
     # Replay the committed-format YAML (what kubectl would apply), not the in-memory object.
     workflow = yaml.safe_load(to_yaml(workflow_object(load_stack_file("kind"), spec)))
-    done = replay(workflow, tmp_path / "cluster")
+    done = replay(workflow, tmp_path / "cluster", runner=run_in_process)
     report = json.loads((done.run_dir / "report.json").read_text())
     assert report["estimate"].hex() == reference["estimate"].hex()
     assert report["standard_error"] == reference["standard_error"]
@@ -259,7 +258,7 @@ def test_replaying_the_rendered_workflow_reproduces_qhybrid_run_bitwise(tmp_path
 
 def test_a_retried_batch_rewrites_nothing_and_says_so(tmp_path):
     workflow = default_workflow()
-    done = replay(workflow, tmp_path)
+    done = replay(workflow, tmp_path, runner=run_in_process)
     execute = next(pod for pod in done.pods if pod[:2] == ["step", "execute"])
     target = next((done.run_dir / "results").iterdir())
     before = (target.stat().st_mtime_ns, target.read_bytes())
@@ -269,7 +268,7 @@ def test_a_retried_batch_rewrites_nothing_and_says_so(tmp_path):
     # A batch for a branch with nothing in its range is a user error (exit 2: never retried).
     rundir = str(done.run_dir)
     empty = ["step", "execute", "--run-dir", rundir, "--backend", "qpu", "--start", "0", "--stop", "9"]
-    assert in_process(empty) == 2
+    assert run_in_process(empty) == 2
 
 
 def test_cli_render_writes_the_golden_file(tmp_path):
@@ -303,6 +302,7 @@ def test_the_qpu_branch_replays_against_a_loopback_gateway(tmp_path, monkeypatch
         done = replay(
             workflow,
             tmp_path / "cluster",
+            runner=run_in_process,
             path_map={WORKER_GATEWAY_TOKEN_DIR: token_dir, gateway_url(config): gateway.url},
         )
     finally:
@@ -315,11 +315,11 @@ def test_the_qpu_branch_replays_against_a_loopback_gateway(tmp_path, monkeypatch
 
 
 def test_cli_check_names_each_problem_of_a_broken_file(tmp_path, capsys):
-    assert in_process(["workflow", "check", "--file", str(GOLDEN)]) == 0
+    assert run_in_process(["workflow", "check", "--file", str(GOLDEN)]) == 0
     broken = tmp_path / "broken.yaml"
     text = GOLDEN.read_text().replace("template: execute-cpu\n", "template: execute-cpus\n", 1)
     broken.write_text(text.replace("value: cpu\n", "value: gpu\n", 1))
-    assert in_process(["workflow", "check", "--file", str(broken), "--stack", "kind"]) == 1
+    assert run_in_process(["workflow", "check", "--file", str(broken), "--stack", "kind"]) == 1
     err = capsys.readouterr().err
     assert "template 'execute-cpus' does not exist" in err
     assert "template generate: does not tolerate" in err
@@ -346,7 +346,7 @@ def test_a_users_circuit_travels_as_a_raw_artifact_and_replays_bitwise(tmp_path)
     [raw] = generate["inputs"]["artifacts"]
     assert raw["raw"]["data"] == spec.circuit_qasm
     assert generate["container"]["args"][generate["container"]["args"].index("--circuit") + 1] == raw["path"]
-    done = replay(workflow, tmp_path / "cluster")
+    done = replay(workflow, tmp_path / "cluster", runner=run_in_process)
     # then the estimate is qhybrid run's, bit for bit.
     report = json.loads((done.run_dir / "report.json").read_text())
     assert report["estimate"].hex() == reference["estimate"].hex()

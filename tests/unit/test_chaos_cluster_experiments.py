@@ -27,10 +27,11 @@ from qhybrid.blueprint.names import (
     WORKER_LABELS,
 )
 from qhybrid.blueprint.pools import POOL_LABEL
-from qhybrid.problem import RunSpec
-from qhybrid.runner import run_local
-from qhybrid.workflow.cli import to_yaml
-from qhybrid.workflow.local import replay
+from qhybrid.cli.workflow import run_in_process
+from qhybrid.pipeline.runner import run_local
+from qhybrid.spec import RunSpec
+from qhybrid.workflow.build import to_yaml
+from qhybrid.workflow.replay import replay
 from tests.conftest import REPO
 
 EXPERIMENTS = sorted((REPO / "chaos" / "experiments" / "cluster").glob("*.json"))
@@ -173,7 +174,7 @@ class ReplayingApi:
         return {"metadata": {"name": name}}
 
     def get_namespaced_custom_object(self, group, version, namespace, plural, name):
-        done = replay(self.created[name], self.root / name, name=name)
+        done = replay(self.created[name], self.root / name, runner=run_in_process, name=name)
         report = json.loads((done.run_dir / "report.json").read_text())
         if self.tamper:
             self.tamper(report)

@@ -8,7 +8,7 @@ from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 from qiskit.quantum_info import Operator, Statevector
 
 from qhybrid.backends import get_backend
-from qhybrid.deferred import defer_measurements, reduce_to_parity
+from qhybrid.cutting.deferred import defer_measurements, reduce_to_parity
 
 
 def branching_distribution(circuit: QuantumCircuit) -> dict[int, float]:
@@ -118,7 +118,7 @@ def test_reduce_to_parity_folds_qpd_bits():
 
 
 def test_walsh_hadamard_gives_every_parity_expectation():
-    from qhybrid.reconstruct import walsh_hadamard
+    from qhybrid.cutting.reconstruct import walsh_hadamard
 
     rng = np.random.default_rng(3)
     vector = rng.normal(size=16)

@@ -9,9 +9,9 @@ import pytest
 from qiskit import QuantumCircuit, qpy
 from qiskit.quantum_info import SparsePauliOp
 
+from qhybrid.cutting.fingerprint import circuit_fingerprint, derive_seed, observable_fingerprint
+from qhybrid.cutting.observables import format_pauli_sum, load_observable, parse_pauli_sum
 from qhybrid.errors import InputError
-from qhybrid.fingerprint import circuit_fingerprint, derive_seed, observable_fingerprint
-from qhybrid.observables import format_pauli_sum, load_observable, parse_pauli_sum
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from qhybrid.scenarios import CUTTING
 from qiskit import qasm3
 from qiskit_addon_cutting import generate_cutting_experiments
 
-from qhybrid.fingerprint import circuit_fingerprint
-from qhybrid.plan import generate_subexperiments
-from qhybrid.problem import RunSpec, build_problem
+from qhybrid.cutting.fingerprint import circuit_fingerprint
+from qhybrid.cutting.plan import generate_subexperiments
+from qhybrid.spec import RunSpec, problem_of
 from tests.scenarios.helpers import rotations_circuit
 
 PROBLEMS = {
@@ -32,7 +32,7 @@ PROBLEMS = {
 
 @pytest.mark.parametrize("name", sorted(PROBLEMS))
 def test_same_circuits_and_coefficients_as_upstream(name):
-    problem = build_problem(PROBLEMS[name])
+    problem = problem_of(PROBLEMS[name])
     ours, our_coefficients = generate_subexperiments(problem.subcircuits, problem.subobservables)
     theirs, their_coefficients = generate_cutting_experiments(
         circuits=problem.subcircuits, observables=problem.subobservables, num_samples=np.inf
@@ -49,7 +49,7 @@ def test_same_circuits_and_coefficients_as_upstream(name):
 
 
 def test_each_distinct_subexperiment_is_built_once():
-    problem = build_problem(PROBLEMS["default"])
+    problem = problem_of(PROBLEMS["default"])
     ours, _ = generate_subexperiments(problem.subcircuits, problem.subobservables)
     listed = sum(len(circuits) for circuits in ours.values())
     built = len({id(c) for circuits in ours.values() for c in circuits})

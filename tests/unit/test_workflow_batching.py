@@ -10,7 +10,7 @@ from rich.console import Console
 
 from qhybrid.blueprint.config import load_stack_file
 from qhybrid.errors import InputError, QhybridError
-from qhybrid.rundir import RunDir, pending_ranges
+from qhybrid.pipeline.rundir import RunDir, pending_ranges
 from qhybrid.workflow.batching import (
     EXECUTOR,
     MAIN_REQUESTS,

@@ -4,39 +4,40 @@ from __future__ import annotations
 
 from qhybrid.backends.aer import AerBackend
 from qhybrid.backends.base import Backend, OutcomeDistribution
-from qhybrid.backends.qpu import QpuFailures, gateway_settings, qpu_backend
+from qhybrid.backends.qpu import GatewaySettings, QpuFailures, qpu_backend
 from qhybrid.errors import InputError
 
 BACKEND_NAMES = ("cpu", "gpu", "qpu")
 SIMULATOR_BACKENDS = frozenset({"cpu", "gpu"})
 
-_cache: dict[str, Backend] = {}
+# One instance per backend (and per gateway settings for qpu) per process: building an
+# Aer simulator or a gateway client for every batch would cost more than small batches.
+_instances: dict[tuple[str, GatewaySettings | None], Backend] = {}
 
 
-def _cache_key(name: str) -> str:
-    # The qpu backend follows the gateway settings, which a process may change between runs.
-    return f"qpu:{sorted(gateway_settings().items())}" if name == "qpu" else name
+def get_backend(name: str, gateway: GatewaySettings | None = None) -> Backend:
+    """Return the named backend, creating it once per process; fail clearly if it cannot run.
 
-
-def get_backend(name: str) -> Backend:
-    """Return the named backend, creating it once per process; fail clearly if it cannot run."""
+    ``gateway`` says where the qpu backend finds the QPU gateway; the simulators ignore it.
+    """
     if name not in BACKEND_NAMES:
         raise InputError("backend", f"unknown backend {name!r}; choose one of {list(BACKEND_NAMES)}")
-    key = _cache_key(name)
-    if key not in _cache:
+    key = (name, (gateway or GatewaySettings()) if name == "qpu" else None)
+    if key not in _instances:
         if name == "cpu":
-            _cache[key] = AerBackend("cpu", "CPU")
+            _instances[key] = AerBackend("cpu", "CPU")
         elif name == "gpu":
-            _cache[key] = AerBackend("gpu", "GPU")
+            _instances[key] = AerBackend("gpu", "GPU")
         else:
-            _cache[key] = qpu_backend()
-    return _cache[key]
+            _instances[key] = qpu_backend(gateway or GatewaySettings())
+    return _instances[key]
 
 
 __all__ = [
     "BACKEND_NAMES",
     "SIMULATOR_BACKENDS",
     "Backend",
+    "GatewaySettings",
     "OutcomeDistribution",
     "QpuFailures",
     "get_backend",

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 from qiskit import QuantumCircuit
 
-from qhybrid.backends.base import OutcomeDistribution
-from qhybrid.deferred import defer_measurements, reduce_to_parity
+from qhybrid.cutting.deferred import defer_measurements, reduce_to_parity
+from qhybrid.cutting.outcomes import OutcomeDistribution
 from qhybrid.errors import BackendUnavailable
 
 

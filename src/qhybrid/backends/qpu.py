@@ -1,11 +1,11 @@
 """The QPU backend: subexperiments go to real or emulated hardware through the cluster's QPU gateway.
 
 The gateway holds the provider credentials; this backend only knows the
-gateway's URL and the path of a file holding this workflow's own bearer token
-(``--gateway-url``/``QHYBRID_GATEWAY_URL``, ``--gateway-token-file``/
-``QHYBRID_GATEWAY_TOKEN_FILE``; ``QHYBRID_GATEWAY_BACKEND`` picks a gateway
-backend, default the gateway's own). Without a URL it refuses to start, before
-any file is written.
+gateway's URL and the path of a file holding this workflow's own bearer token,
+given as :class:`GatewaySettings` (the CLI builds them from ``--gateway-url``,
+``--gateway-token-file`` and ``--gateway-backend``, or their environment
+variables, at the edge). Without a URL it refuses to start, before any file is
+written.
 
 Each batch becomes gateway jobs of at most the gateway's circuits-per-job limit,
 with one seed per circuit and a job key derived from the circuits' content, so
@@ -20,25 +20,66 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit
 
-from qhybrid.backends.base import OutcomeDistribution
-from qhybrid.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
-from qhybrid.errors import BackendUnavailable, QhybridError
-from qhybrid.fingerprint import circuit_fingerprint
+from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
+from qhybrid.cutting.fingerprint import circuit_fingerprint
+from qhybrid.cutting.outcomes import OutcomeDistribution
+from qhybrid.errors import BackendUnavailable, InputError, QhybridError
 
-URL_ENV = "QHYBRID_GATEWAY_URL"
-TOKEN_FILE_ENV = "QHYBRID_GATEWAY_TOKEN_FILE"
-BACKEND_ENV = "QHYBRID_GATEWAY_BACKEND"
-ATTEMPTS_ENV = "QHYBRID_GATEWAY_MAX_ATTEMPTS"
-JOB_TIMEOUT_ENV = "QHYBRID_GATEWAY_JOB_TIMEOUT"
 DEFAULT_CIRCUITS_PER_JOB = 64
+DEFAULT_MAX_ATTEMPTS = 6
+DEFAULT_JOB_TIMEOUT_S = 3600.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewaySettings:
+    """Where the qpu backend finds the QPU gateway, and how hard it tries.
+
+    Only the token file's path is held, never the token, so settings can be
+    logged, compared and handed to worker processes as JSON.
+    """
+
+    url: str | None = None
+    token_file: Path | None = None
+    backend: str | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        """Reject settings no client could use."""
+        if self.max_attempts < 1:
+            raise InputError("--gateway-max-attempts", f"must be at least 1, got {self.max_attempts}")
+        if self.job_timeout_s <= 0:
+            raise InputError("--gateway-job-timeout", f"must be positive, got {self.job_timeout_s}")
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the settings as JSON data (the token file as an absolute path)."""
+        return {
+            "url": self.url,
+            "token_file": None if self.token_file is None else str(self.token_file.resolve()),
+            "backend": self.backend,
+            "max_attempts": self.max_attempts,
+            "job_timeout_s": self.job_timeout_s,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GatewaySettings:
+        """Rebuild settings written by :meth:`to_json`."""
+        token_file = data.get("token_file")
+        return cls(
+            url=data.get("url"),
+            token_file=None if token_file is None else Path(token_file),
+            backend=data.get("backend"),
+            max_attempts=int(data.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
+            job_timeout_s=float(data.get("job_timeout_s", DEFAULT_JOB_TIMEOUT_S)),
+        )
 
 
 class QpuFailures(QhybridError):
@@ -50,15 +91,6 @@ class QpuFailures(QhybridError):
         super().__init__(f"qpu backend: {len(reasons)} of {len(results)} subexperiments failed: {first}")
         self.results = results
         self.reasons = reasons
-
-
-def gateway_settings() -> dict[str, str | None]:
-    """Return the gateway settings from the environment (the CLI options set these)."""
-    return {
-        "url": os.environ.get(URL_ENV) or None,
-        "token_file": os.environ.get(TOKEN_FILE_ENV) or None,
-        "backend": os.environ.get(BACKEND_ENV) or None,
-    }
 
 
 def to_distribution(circuit: QuantumCircuit, counts: dict[str, int], shots: int) -> OutcomeDistribution:
@@ -106,17 +138,17 @@ class QpuBackend:
 
     name = "qpu"
 
-    def __init__(self, url: str, token_file: Path, gateway_backend: str | None) -> None:
+    def __init__(self, url: str, token_file: Path, settings: GatewaySettings) -> None:
         """Create the gateway client; the gateway is first contacted on :meth:`run`."""
         from qhybrid.gateway.client import GatewayClient
 
         self.url = url
-        self.gateway_backend = gateway_backend
+        self.gateway_backend = settings.backend
         self.client = GatewayClient(
             url,
             token_file,
-            max_attempts=int(os.environ.get(ATTEMPTS_ENV, "6")),
-            job_timeout=float(os.environ.get(JOB_TIMEOUT_ENV, "3600")),
+            max_attempts=settings.max_attempts,
+            job_timeout=settings.job_timeout_s,
         )
         self._device: dict[str, Any] | None = None
         self._circuits_per_job = DEFAULT_CIRCUITS_PER_JOB
@@ -191,21 +223,15 @@ class QpuBackend:
         return [r for r in results if r is not None]
 
 
-def qpu_backend() -> QpuBackend:
-    """Return a QPU backend for the configured gateway, or fail saying what is missing."""
-    settings = gateway_settings()
-    if settings["url"] is None:
+def qpu_backend(settings: GatewaySettings) -> QpuBackend:
+    """Return a QPU backend for the given gateway, or fail saying what is missing."""
+    if settings.url is None:
         raise BackendUnavailable(
-            "qpu backend: no QPU gateway configured; pass --gateway-url and --gateway-token-file "
-            f"(or set {URL_ENV} and {TOKEN_FILE_ENV}), or use --policy cpu (or gpu) to run every "
-            "subexperiment on a simulator"
+            "qpu backend: no QPU gateway configured; pass --gateway-url and --gateway-token-file, "
+            "or use --policy cpu (or gpu) to run every subexperiment on a simulator"
         )
-    if settings["token_file"] is None:
-        raise BackendUnavailable(
-            "qpu backend: the gateway needs a bearer token; "
-            f"pass --gateway-token-file or set {TOKEN_FILE_ENV}"
-        )
-    token_file = Path(settings["token_file"])
-    if not token_file.is_file():
-        raise BackendUnavailable(f"qpu backend: gateway token file {token_file} does not exist")
-    return QpuBackend(settings["url"], token_file, settings["backend"])
+    if settings.token_file is None:
+        raise BackendUnavailable("qpu backend: the gateway needs a bearer token; pass --gateway-token-file")
+    if not settings.token_file.is_file():
+        raise BackendUnavailable(f"qpu backend: gateway token file {settings.token_file} does not exist")
+    return QpuBackend(settings.url, settings.token_file, settings)

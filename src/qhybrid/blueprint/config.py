@@ -24,7 +24,12 @@ from qhybrid.blueprint.pools import GPU_RESOURCES, RESOURCE_CLASSES
 from qhybrid.errors import InputError
 
 PROJECT = "qhybrid"
-PROJECT_FILE = Path(__file__).resolve().parents[3] / "Pulumi.yaml"
+PROJECT_FILE_NAME = "Pulumi.yaml"
+STACKS_DIR_NAME = "stacks"
+# A source checkout: src/qhybrid/blueprint/config.py -> the repository root.
+_CHECKOUT_DIR = Path(__file__).resolve().parents[3]
+# A wheel ships Pulumi.yaml and stacks/ as package data of ``qhybrid.project``.
+_PACKAGED_PROJECT = "qhybrid.project"
 CLUSTERS = ("kind", "eks")
 ARTIFACT_STORES = ("pvc", "s3")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -51,8 +56,49 @@ class Declaration:
     secret: bool = False
 
 
-def declarations(project_file: Path = PROJECT_FILE) -> dict[str, Declaration]:
-    """Return every config key declared in the project file, by key."""
+def _is_our_project(folder: Path) -> bool:
+    """Return whether ``folder`` holds qhybrid's Pulumi.yaml."""
+    path = folder / PROJECT_FILE_NAME
+    if not path.is_file():
+        return False
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(document, Mapping) and document.get("name") == PROJECT
+
+
+def find_project_dir(explicit: Path | None = None) -> Path:
+    """Return the folder holding Pulumi.yaml and stacks/.
+
+    In order: ``explicit`` (``--project-dir``), the current folder when it holds
+    qhybrid's Pulumi.yaml (as ``pulumi`` itself looks there), the source checkout
+    this module was imported from, and the copy a wheel ships.
+    """
+    if explicit is not None:
+        if not _is_our_project(explicit):
+            raise InputError("--project-dir", f"{explicit} holds no Pulumi.yaml of project {PROJECT!r}")
+        return explicit
+    candidates = [Path.cwd(), _CHECKOUT_DIR]
+    try:
+        from importlib.resources import files
+
+        candidates.append(Path(str(files(_PACKAGED_PROJECT))))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    for candidate in candidates:
+        if _is_our_project(candidate):
+            return candidate
+    raise InputError(
+        "--project-dir",
+        f"no Pulumi.yaml of project {PROJECT!r} here, in a checkout or shipped with qhybrid; "
+        "give --project-dir (the folder holding Pulumi.yaml and stacks/)",
+    )
+
+
+def declarations(project_file: Path | None = None) -> dict[str, Declaration]:
+    """Return every config key declared in the project file (default: the found project's), by key."""
+    project_file = project_file or find_project_dir() / PROJECT_FILE_NAME
     project = yaml.safe_load(project_file.read_text(encoding="utf-8"))
     result = {}
     for key, spec in (project.get("config") or {}).items():
@@ -274,7 +320,7 @@ def load_stack_config(
     values: Mapping[str, Any],
     secret_keys: Set[str],
     *,
-    project_file: Path = PROJECT_FILE,
+    project_file: Path | None = None,
 ) -> StackConfig:
     """Build a StackConfig from raw values keyed ``qhybrid:<key>`` (or bare ``<key>``).
 
@@ -311,9 +357,13 @@ def load_stack_config(
     return StackConfig(**kwargs, secrets_set=frozenset(secrets_set))
 
 
-def load_stack_file(stack: str, stacks_dir: Path | None = None) -> StackConfig:
-    """Load ``stacks/Pulumi.<stack>.yaml``: encrypted values (``secure:``) count as set secrets."""
-    stacks_dir = stacks_dir or PROJECT_FILE.parent / "stacks"
+def load_stack_file(stack: str, *, project_dir: Path | None = None) -> StackConfig:
+    """Load ``stacks/Pulumi.<stack>.yaml``: encrypted values (``secure:``) count as set secrets.
+
+    ``project_dir`` is the folder holding Pulumi.yaml and stacks/ (see :func:`find_project_dir`).
+    """
+    root = find_project_dir(project_dir)
+    stacks_dir = root / STACKS_DIR_NAME
     path = stacks_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         available = sorted(
@@ -330,7 +380,7 @@ def load_stack_file(stack: str, stacks_dir: Path | None = None) -> StackConfig:
             values[key] = "<encrypted>"
         else:
             values[key] = value
-    return load_stack_config(stack, values, secret_keys)
+    return load_stack_config(stack, values, secret_keys, project_file=root / PROJECT_FILE_NAME)
 
 
 def from_pulumi() -> StackConfig:

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from qhybrid import atomic
 from qhybrid.blueprint import argo, gateway, kueue, monitoring
 from qhybrid.blueprint.config import StackConfig
+from qhybrid.pipeline import atomic
 
 
 def secret_placeholder(key: str) -> str:

@@ -35,15 +35,15 @@ from qiskit import QuantumCircuit
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from qhybrid.fingerprint import circuit_fingerprint, derive_seed
+from qhybrid.cutting.fingerprint import circuit_fingerprint, derive_seed
 from qhybrid.gateway.auth import Authenticator, AuthFailure
-from qhybrid.gateway.backends import GatewayBackend, build_backend
 from qhybrid.gateway.config import ClientConfig, GatewayConfig
 from qhybrid.gateway.credentials import CredentialStore
 from qhybrid.gateway.executor import Executor
 from qhybrid.gateway.kubernetes_auth import reviewer_for
 from qhybrid.gateway.metrics import GatewayMetrics
 from qhybrid.gateway.payload import PayloadError, check_circuits, decode_circuits
+from qhybrid.gateway.providers import GatewayBackend, build_backend
 from qhybrid.gateway.store import TERMINAL, BudgetExceeded, JobStore, KeyConflict, NewJob, QueueFull
 
 log = logging.getLogger("qhybrid.gateway")

@@ -17,10 +17,10 @@ from typing import Any
 
 from qiskit import QuantumCircuit
 
-from qhybrid.gateway.backends import GatewayBackend, NotResumable, ProviderError
 from qhybrid.gateway.credentials import CredentialStore, redact
 from qhybrid.gateway.metrics import GatewayMetrics
 from qhybrid.gateway.payload import decode_circuits
+from qhybrid.gateway.providers import GatewayBackend, NotResumable, ProviderError
 from qhybrid.gateway.store import JobStore
 
 log = logging.getLogger("qhybrid.gateway.executor")

@@ -1,4 +1,4 @@
-"""The gateway's Prometheus metrics, named by the monitoring contract (qhybrid.blueprint.metric_names).
+"""The gateway's Prometheus metrics, named by the monitoring contract (blueprint.monitoring.metric_names).
 
 Each gateway app owns its registry (tests run several in one process). Every
 labelled counter is created at 0 for each known label value at start, because
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from qhybrid.blueprint import metric_names as names
+from qhybrid.blueprint.monitoring import metric_names as names
 from qhybrid.gateway.store import JobStore
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from qhybrid.blueprint.config import StackConfig
 from qhybrid.blueprint.pools import RESOURCE_CLASSES
+from qhybrid.cutting.policies import get_policy
 from qhybrid.errors import InputError
-from qhybrid.policies import get_policy
 
 
 @dataclass(frozen=True)

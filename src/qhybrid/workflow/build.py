@@ -41,7 +41,8 @@ from qhybrid.blueprint.names import (
 )
 from qhybrid.blueprint.namespaces import restricted_container_security, restricted_pod_security
 from qhybrid.blueprint.pools import KUEUE_QUEUE_LABEL, RESOURCE_CLASSES, pool_placement
-from qhybrid.problem import RunSpec
+from qhybrid.pipeline.rundir import EXACT_FILE, RECONSTRUCTION_FILE, RESULTS_DIR
+from qhybrid.spec import RunSpec, spec_to_args
 from qhybrid.workflow.batching import EXECUTOR, MAIN_REQUESTS, Requests, branch_slots
 
 GENERATE_NAME = "cutting-"
@@ -78,18 +79,6 @@ def gateway_url(config: StackConfig) -> str:
 # A user's circuit reaches the generate pod as an Argo raw artifact (its text is in the
 # Workflow object itself): no ConfigMap, volume or registry needed.
 CIRCUIT_PATH = "/tmp/inputs/circuit.qasm"
-
-
-def spec_flags(spec: RunSpec) -> list[str]:
-    """Return the ``qhybrid step generate`` flags that rebuild ``spec`` exactly (same spec hash)."""
-    flags: list[str] = []
-    if spec.circuit_qasm is not None:
-        flags += ["--circuit", CIRCUIT_PATH]
-    for name in ("qubits", "reps", "observable", "partition", "max_width", "mode", "shots", "seed", "policy"):
-        value = getattr(spec, name)
-        if value is not None:
-            flags += [f"--{name.replace('_', '-')}", str(value)]
-    return flags
 
 
 def _quantities(requests: Requests, gpu_resource: str | None) -> dict[str, m.Quantity]:
@@ -146,9 +135,13 @@ class _Builder:
     def _run_artifacts(self, *names: str) -> list[S3Artifact]:
         paths = {
             "run": (self.run_dir, "run", False),
-            "results": (f"{self.run_dir}/results", "results", False),
-            "reconstruction": (f"{self.run_dir}/reconstruction.json", "reconstruction.json", False),
-            "exact": (f"{self.run_dir}/exact.json", "exact.json", True),
+            "results": (f"{self.run_dir}/{RESULTS_DIR}", RESULTS_DIR, False),
+            "reconstruction": (
+                f"{self.run_dir}/{RECONSTRUCTION_FILE}",
+                RECONSTRUCTION_FILE,
+                False,
+            ),
+            "exact": (f"{self.run_dir}/{EXACT_FILE}", EXACT_FILE, True),
         }
         return [_s3_artifact(n, paths[n][0], paths[n][1], optional=paths[n][2]) for n in names]
 
@@ -242,7 +235,14 @@ class _Builder:
             "generate",
             "cpu",
             # Each branch's pod checks its own backend; this cpu pod cannot run gpu or qpu.
-            ["step", "generate", "--out", rd, *spec_flags(self.spec), "--no-check-backends"],
+            [
+                "step",
+                "generate",
+                "--out",
+                rd,
+                *spec_to_args(self.spec, circuit_path=CIRCUIT_PATH),
+                "--no-check-backends",
+            ],
             inputs=(
                 [RawArtifact(name="circuit", path=CIRCUIT_PATH, data=self.spec.circuit_qasm)]
                 if self.spec.circuit_qasm is not None
@@ -340,3 +340,10 @@ def workflow_object(
 ) -> dict[str, Any]:
     """Return the Workflow as a plain dict (what ``kubectl apply`` or the API takes)."""
     return build_workflow(config, spec, per_pod=per_pod, name=name).to_dict()
+
+
+def to_yaml(workflow: dict[str, Any]) -> str:
+    """Return the Workflow as YAML in a stable key order (the committed golden file's format)."""
+    import yaml
+
+    return yaml.safe_dump(workflow, sort_keys=True, default_flow_style=False, width=100)

@@ -25,11 +25,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from qhybrid.blueprint.config import StackConfig
-from qhybrid.blueprint.crd_checks import dns_label_problem, dns_subdomain_problem, label_value_problem
 from qhybrid.blueprint.kueue import kueue_objects
-from qhybrid.blueprint.kueue_checks import tolerates
 from qhybrid.blueprint.names import GATEWAY_TOKEN_AUDIENCE, WORKER_GATEWAY_TOKEN_DIR, WORKER_LABELS
 from qhybrid.blueprint.pools import KUEUE_QUEUE_LABEL, POOL_LABEL, POOLS
+from qhybrid.blueprint.validate.fields import dns_label_problem, dns_subdomain_problem, label_value_problem
+from qhybrid.blueprint.validate.kueue import tolerates
 
 ETCD_LIMIT_BYTES = 1024 * 1024  # Argo refuses (or must offload) a Workflow larger than ~1 MiB
 SIZE_BUDGET_BYTES = ETCD_LIMIT_BYTES // 4  # "far below": a quarter of the limit

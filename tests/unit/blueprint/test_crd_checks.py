@@ -7,15 +7,12 @@ import json
 
 import pytest
 
-from qhybrid.blueprint import crd_checks, monitoring
+from qhybrid.blueprint import monitoring
+from qhybrid.blueprint import validate as crd_checks
 from qhybrid.blueprint.config import load_stack_file
-from qhybrid.blueprint.crd_checks import (
-    check_object,
-    check_references,
-    duration_seconds,
-    register,
-    selector_matches,
-)
+from qhybrid.blueprint.validate import check_object, check_references
+from qhybrid.blueprint.validate.fields import duration_seconds, selector_matches
+from qhybrid.blueprint.validate.monitoring import CONFIGMAP_MAX_BYTES
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +233,7 @@ def test_dashboard_configmap_mistakes(objects):
     broken["data"]["bad key"] = "{}"
     assert "data key" in problems_of(broken)
     broken = copy.deepcopy(cm)
-    broken["data"][key] = "x" * (crd_checks.CONFIGMAP_MAX_BYTES + 1)
+    broken["data"][key] = "x" * (CONFIGMAP_MAX_BYTES + 1)
     assert "1 MiB" in problems_of(broken)
 
 
@@ -324,18 +321,18 @@ def test_not_durations(text):
     assert duration_seconds(text) is None
 
 
-def test_registered_checkers_run_for_their_kind():
-    @register("Widget")
+def test_each_kind_runs_the_checker_its_table_names(monkeypatch):
     def check_widget(obj):
         return [] if obj.get("spec", {}).get("size") else ["spec.size is missing"]
 
-    try:
-        widget = {
-            "apiVersion": "example.com/v1",
-            "kind": "Widget",
-            "metadata": {"name": "w", "namespace": "default"},
-        }
-        assert check_object(widget) == ["Widget default/w: spec.size is missing"]
-        assert check_object({**widget, "spec": {"size": 1}}) == []
-    finally:
-        del crd_checks.CHECKERS["Widget"]
+    monkeypatch.setitem(crd_checks.CHECKERS, "Widget", check_widget)
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "default"},
+    }
+    assert check_object(widget) == ["Widget default/w: spec.size is missing"]
+    assert check_object({**widget, "spec": {"size": 1}}) == []
+    # The table is explicit: every kind our blueprint builds a checker for is listed.
+    assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"} <= set(crd_checks.CHECKERS)
+    assert {"ResourceFlavor", "ClusterQueue", "LocalQueue"} <= set(crd_checks.CHECKERS)

@@ -8,9 +8,11 @@ import re
 import kubernetes_validate
 import pytest
 
-from qhybrid.blueprint import alerts, argo, crd_checks, dashboards, gateway, kueue, monitoring
-from qhybrid.blueprint import metric_names as m
+from qhybrid.blueprint import argo, gateway, kueue, monitoring
+from qhybrid.blueprint import validate as crd_checks
 from qhybrid.blueprint.config import load_stack_file
+from qhybrid.blueprint.monitoring import alerts, dashboards
+from qhybrid.blueprint.monitoring import metric_names as m
 from qhybrid.blueprint.names import (
     ARGO_NAMESPACE,
     ARGO_RELEASE,
@@ -24,6 +26,7 @@ from qhybrid.blueprint.names import (
     PROMETHEUS_SELECTOR_LABELS,
 )
 from qhybrid.blueprint.pools import POOL_LABEL, POOLS
+from qhybrid.blueprint.validate.fields import duration_seconds, selector_matches
 from qhybrid.blueprint.versions import ARGO_WORKFLOWS, KUBERNETES_SCHEMA_VERSION, KUEUE
 
 STACKS = ["kind", "eks"]
@@ -92,7 +95,7 @@ def test_no_secret_object_among_the_objects(objects):
 def test_retention_comes_from_config(config):
     spec = monitoring.helm_values(config)["prometheus"]["prometheusSpec"]
     assert spec["retention"] == config.prometheus_retention
-    assert crd_checks.duration_seconds(spec["retention"]) is not None
+    assert duration_seconds(spec["retention"]) is not None
 
 
 def test_retention_follows_a_changed_config(config):
@@ -149,7 +152,7 @@ def test_prometheus_selects_every_monitor_and_rule_by_label(config, objects):
         matching = by_kind(objects, kind)
         assert matching, kind
         for obj in matching:
-            assert crd_checks.selector_matches(spec[key], obj["metadata"]["labels"]), obj["metadata"]["name"]
+            assert selector_matches(spec[key], obj["metadata"]["labels"]), obj["metadata"]["name"]
 
 
 def test_grafana_reads_its_admin_from_the_secret_we_create(config):
@@ -210,7 +213,7 @@ def kueue_chart_service_labels():
 def test_argo_monitor_selects_the_chart_metrics_service(config):
     sm = monitoring.argo_service_monitor()
     assert sm["spec"]["namespaceSelector"] == {"matchNames": [ARGO_NAMESPACE]}
-    assert crd_checks.selector_matches(sm["spec"]["selector"], argo_chart_service_labels())
+    assert selector_matches(sm["spec"]["selector"], argo_chart_service_labels())
     [endpoint] = sm["spec"]["endpoints"]
     metrics = argo.helm_values(config, monitoring.argo_metrics_values())["controller"]["metricsConfig"]
     assert metrics["enabled"] is True
@@ -229,7 +232,7 @@ def test_argo_metrics_values_merge_into_the_argo_release_without_losing_its_sett
 def test_kueue_monitor_selects_the_chart_metrics_service_over_https(config):
     sm = monitoring.kueue_service_monitor()
     assert sm["spec"]["namespaceSelector"] == {"matchNames": [KUEUE_NAMESPACE]}
-    assert crd_checks.selector_matches(sm["spec"]["selector"], kueue_chart_service_labels())
+    assert selector_matches(sm["spec"]["selector"], kueue_chart_service_labels())
     [endpoint] = sm["spec"]["endpoints"]
     assert endpoint["port"] == "https" and endpoint["scheme"] == "https"
     assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -246,7 +249,7 @@ def test_gateway_monitor_selects_the_gateway_pods_and_their_metrics_port(config)
     assert pm["spec"]["namespaceSelector"] == {"matchNames": [deployment["metadata"]["namespace"]]}
     assert deployment["metadata"]["namespace"] == GATEWAY_NAMESPACE
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert crd_checks.selector_matches(pm["spec"]["selector"], pod_labels)
+    assert selector_matches(pm["spec"]["selector"], pod_labels)
     [endpoint] = pm["spec"]["podMetricsEndpoints"]
     ports = {p["name"] for c in deployment["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
     assert endpoint["port"] in ports
@@ -265,10 +268,10 @@ def test_gateway_network_policy_lets_prometheus_scrape(config):
     for policy in policies:
         for rule in policy["spec"].get("ingress", []):
             for peer in rule["from"]:
-                ns_ok = crd_checks.selector_matches(
+                ns_ok = selector_matches(
                     peer.get("namespaceSelector", {}), {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}
                 )
-                pod_ok = crd_checks.selector_matches(peer.get("podSelector", {}), PROMETHEUS_POD_LABELS)
+                pod_ok = selector_matches(peer.get("podSelector", {}), PROMETHEUS_POD_LABELS)
                 port_ok = any(p["port"] == port for p in rule.get("ports", []))
                 admitted = admitted or (ns_ok and pod_ok and port_ok)
     assert admitted
@@ -308,7 +311,7 @@ def test_every_alert_has_severity_component_summary_and_description():
             assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
             assert rule["labels"]["component"] in alerts.COMPONENT_LABELS
             assert rule["annotations"]["summary"].strip() and rule["annotations"]["description"].strip()
-            assert crd_checks.duration_seconds(rule["for"]) is not None
+            assert duration_seconds(rule["for"]) is not None
 
 
 def test_the_slos_of_the_issue_each_have_a_paging_alert():

@@ -8,10 +8,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from qhybrid.blueprint import crd_checks, kueue
+from qhybrid.blueprint import kueue
+from qhybrid.blueprint import validate as crd_checks
 from qhybrid.blueprint.config import load_stack_file
-from qhybrid.blueprint.kueue_checks import check_kueue_references
 from qhybrid.blueprint.render import rendered_parts
+from qhybrid.blueprint.validate.kueue import check_kueue_references
 from qhybrid.blueprint.versions import KUBERNETES_SCHEMA_VERSION
 from tests.conftest import run_cli
 from tests.unit.blueprint.test_platform_objects import CORE_GROUPS, api_group

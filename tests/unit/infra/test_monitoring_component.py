@@ -9,8 +9,9 @@ import pulumi_kubernetes as k8s
 import pytest
 from pulumi.runtime import rpc
 
-from qhybrid.blueprint import alerts, dashboards, monitoring
+from qhybrid.blueprint import monitoring
 from qhybrid.blueprint.config import from_pulumi, load_stack_file, secret_value
+from qhybrid.blueprint.monitoring import alerts, dashboards
 from qhybrid.blueprint.names import MONITORING_NAMESPACE, MONITORING_RELEASE
 from qhybrid.blueprint.versions import KUBE_PROMETHEUS_STACK
 from tests.unit.infra.conftest import SECRET_KEYS, SECRET_VALUES, run_program, stack_values

@@ -23,7 +23,7 @@ from qhybrid.gateway.config import BackendConfig
 from qhybrid.gateway.credentials import CredentialStore, redact
 from qhybrid.gateway.payload import PayloadError
 
-log = logging.getLogger("qhybrid.gateway.backends")
+log = logging.getLogger("qhybrid.gateway.providers")
 Counts = dict[str, int]
 
 

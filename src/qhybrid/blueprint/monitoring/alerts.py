@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qhybrid.blueprint import metric_names as m
+from qhybrid.blueprint.monitoring import metric_names as m
 
 SEVERITIES = ("critical", "warning", "info")
 COMPONENT_LABELS = ("workflows", "queues", "qpu-gateway")

@@ -15,8 +15,8 @@ import numpy as np
 from qiskit.quantum_info import Pauli, PauliList
 from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
 
-from qhybrid.backends.base import OutcomeDistribution
-from qhybrid.plan import CuttingPlan
+from qhybrid.cutting.outcomes import OutcomeDistribution
+from qhybrid.cutting.plan import CuttingPlan
 
 
 @dataclass(frozen=True)

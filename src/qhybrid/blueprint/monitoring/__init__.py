@@ -28,9 +28,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from qhybrid.blueprint import alerts, dashboards
-from qhybrid.blueprint import metric_names as m
 from qhybrid.blueprint.config import StackConfig
+from qhybrid.blueprint.monitoring import alerts, dashboards
+from qhybrid.blueprint.monitoring import metric_names as m
 from qhybrid.blueprint.names import (
     ARGO_NAMESPACE,
     ARGO_RELEASE,

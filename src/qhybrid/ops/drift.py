@@ -10,33 +10,33 @@ versions, Python and machine from the report's provenance.
 The *drift report* compares two sets of fingerprints (report.json files, run
 directories, or a baseline file holding several) and says which versions changed
 and how each number moved: bitwise equal, within 1e-12, or differs by X. Exit
-status: 0 when nothing moved, or when numbers moved *and* versions changed
+status: 0 when nothing moved, or when numbers moved *and* package versions changed
 (expected drift: review it, then regenerate the baseline); 1 when numbers moved
-with the same versions (a reproducibility bug); 2 on unusable input.
+with the same package versions (a reproducibility bug); 2 on unusable input. The
+CPU model is shown as information only: it is no excuse for numbers that move
+with the same packages, so the gate fails on any machine.
 
-    python -m qhybrid.drift OLD NEW                 # each: report.json, run dir or baseline file
-    python -m qhybrid.drift --check BASELINE        # run the reference workloads here, compare
-    python -m qhybrid.drift --write-baseline FILE   # run them and write a new baseline
+    qhybrid drift OLD NEW                 # each: report.json, run dir or baseline file
+    qhybrid drift --check BASELINE        # run the reference workloads here, compare
+    qhybrid drift --write-baseline FILE   # run them and write a new baseline
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qhybrid import atomic
-from qhybrid.errors import QhybridError
-from qhybrid.problem import RunSpec
-from qhybrid.rundir import RunDir
+from qhybrid.errors import InputError, QhybridError
+from qhybrid.pipeline import atomic
+from qhybrid.pipeline.rundir import RunDir
+from qhybrid.spec import RunSpec
 
 FORMAT = 1
 TOLERANCE = 1e-12
@@ -49,6 +49,10 @@ REFERENCE_SPECS: dict[str, RunSpec] = {
 }
 # The scalar numbers of a fingerprint, in report order.
 SCALARS = ("estimate", "standard_error", "exact")
+# Recorded with the versions but shown as information only: another CPU may select other
+# SIMD kernels, but the pinned packages compute single-threaded sums in a fixed order, so
+# numbers that move with the same packages are a bug whatever the machine.
+INFORMATION_ONLY = ("cpu",)
 
 
 def _hex(value: float | None) -> str | None:
@@ -66,17 +70,13 @@ def distribution_digests(run_dir: Path) -> list[str]:
     total = directory.read_manifest()["counts"]["unique"]
     digests: list[str | None] = [None] * total
     for start, stop, backend in directory.result_files():
-        arrays = atomic.read_npz(directory.result_file(start, stop, backend))
-        ids = json.loads(str(arrays["meta"]))["ids"]
-        offsets = arrays["offsets"]
-        for position, uid in enumerate(ids):
-            piece = slice(int(offsets[position]), int(offsets[position + 1]))
+        distributions, meta = directory.read_results(start, stop, backend)
+        for uid, distribution in zip(meta["ids"], distributions, strict=True):
             digest = hashlib.sha256()
-            for array in (arrays["outcomes"][piece], arrays["weights"][piece]):
+            for array in (distribution.outcomes, distribution.weights):
                 digest.update(array.dtype.str.encode() + np.ascontiguousarray(array).tobytes())
-            digest.update(
-                f"{int(arrays['num_observable_bits'][position])}/{int(arrays['shots'][position])}".encode()
-            )
+            shots = -1 if distribution.shots is None else distribution.shots
+            digest.update(f"{distribution.num_observable_bits}/{shots}".encode())
             if digests[uid] not in (None, digest.hexdigest()):
                 raise QhybridError(f"{run_dir}: two result files disagree on subexperiment {uid}")
             digests[uid] = digest.hexdigest()
@@ -99,7 +99,7 @@ def report_fingerprint(report: Mapping[str, Any]) -> dict[str, Any]:
             **environment["packages"],
             "python": environment["python"],
             "machine": environment["machine"],
-            # Another CPU may pick other BLAS/SIMD kernels: expected drift, not a bug.
+            # Information only (INFORMATION_ONLY): never excuses a number that moved.
             "cpu": environment.get("cpu", "unknown"),
         },
         "estimate": _hex(report["estimate"]),
@@ -114,7 +114,7 @@ def report_fingerprint(report: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_fingerprint(run_dir: Path) -> dict[str, Any]:
     """Return the fingerprint of a finished run directory, its distributions included."""
-    fingerprint = report_fingerprint(atomic.read_json(run_dir / "report.json"))
+    fingerprint = report_fingerprint(atomic.read_json(RunDir(run_dir).report_file))
     digests = distribution_digests(run_dir)
     fingerprint["distributions"] = {
         "all": hashlib.sha256("".join(digests).encode()).hexdigest(),
@@ -168,6 +168,7 @@ class RunDrift:
 
     name: str
     versions: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    information: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     numbers: list[NumberChange] = field(default_factory=list)
     distributions: list[int] = field(default_factory=list)  # unique ids whose distribution changed
     distributions_compared: bool = False
@@ -186,7 +187,7 @@ def compare_runs(name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> R
     for key in sorted(set(old["versions"]) | set(new["versions"])):
         before, after = old["versions"].get(key), new["versions"].get(key)
         if before != after:
-            drift.versions[key] = (before, after)
+            (drift.information if key in INFORMATION_ONLY else drift.versions)[key] = (before, after)
     for key in SCALARS:
         if old[key] != new[key]:
             drift.numbers.append(NumberChange(key, old[key], new[key]))
@@ -235,6 +236,8 @@ def render(drifts: list[RunDrift], *, limit: int = 20) -> str:
             lines += [f"  {k}: {a} -> {b}" for k, (a, b) in sorted(drift.versions.items())]
         else:
             lines.append("versions: unchanged")
+        for key, (before, after) in sorted(drift.information.items()):
+            lines.append(f"{key} (information only): {before} -> {after}")
         if not drift.moved:
             checked = " and every subexperiment's distribution" if drift.distributions_compared else ""
             lines.append(f"numbers: bitwise equal (estimate, standard error, exact, terms{checked})")
@@ -262,6 +265,7 @@ def as_json(drifts: list[RunDrift]) -> dict[str, Any]:
             {
                 "name": d.name,
                 "versions_changed": {k: list(v) for k, v in d.versions.items()},
+                "information_changed": {k: list(v) for k, v in d.information.items()},
                 "numbers_changed": [{"name": c.name, "old": c.old, "new": c.new} for c in d.numbers],
                 "distributions_changed": d.distributions,
                 "distributions_compared": d.distributions_compared,
@@ -278,7 +282,7 @@ def reference_fingerprints(work: Path) -> dict[str, dict[str, Any]]:
     """Run the reference workloads under ``work`` (in this process) and fingerprint each."""
     from rich.console import Console
 
-    from qhybrid.runner import run_local
+    from qhybrid.pipeline.runner import run_local
 
     fingerprints = {}
     for name, spec in REFERENCE_SPECS.items():
@@ -292,45 +296,41 @@ def baseline(fingerprints: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {"format": FORMAT, "runs": dict(fingerprints)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: see the module docstring."""
-    parser = argparse.ArgumentParser(
-        prog="python -m qhybrid.drift",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("old", nargs="?", type=Path, help="report.json, run directory or baseline file")
-    parser.add_argument("new", nargs="?", type=Path, help="the same kinds")
-    parser.add_argument("--check", type=Path, metavar="BASELINE", help="compare fresh reference runs with it")
-    parser.add_argument("--write-baseline", type=Path, metavar="FILE", help="write fresh reference runs")
-    parser.add_argument("--work", type=Path, help="where the reference runs go [default: a temporary folder]")
-    parser.add_argument("--json", type=Path, dest="json_out", help="also write the report as JSON here")
-    args = parser.parse_args(argv)
-    try:
-        if args.check or args.write_baseline:
-            if args.old or args.new:
-                parser.error("give either OLD NEW or --check/--write-baseline")
-            with tempfile.TemporaryDirectory(prefix="qhybrid-drift-") as scratch:
-                fresh = reference_fingerprints(args.work or Path(scratch))
-            if args.write_baseline:
-                atomic.write_text(args.write_baseline, json.dumps(baseline(fresh), indent=1) + "\n")
-                sys.stdout.write(f"wrote {args.write_baseline}\n")
-                if not args.check:
-                    return EXIT_OK
-            old, new = load(args.check), fresh
-        elif args.old and args.new:
-            old, new = load(args.old), load(args.new)
-        else:
-            parser.error("give OLD NEW, --check BASELINE or --write-baseline FILE")
-        drifts = compare(old, new)
-    except QhybridError as error:
-        sys.stderr.write(f"qhybrid.drift: error: {error}\n")
-        return EXIT_INPUT
-    sys.stdout.write(render(drifts))
-    if args.json_out:
-        atomic.write_json(args.json_out, as_json(drifts))
+def run_drift(
+    *,
+    old: Path | None = None,
+    new: Path | None = None,
+    check: Path | None = None,
+    write_baseline: Path | None = None,
+    work: Path | None = None,
+    json_out: Path | None = None,
+    echo: Callable[[str], object] = print,
+) -> int:
+    """Compare OLD with NEW, or fresh reference runs with a baseline; print the report; return the exit code.
+
+    Unusable input (a missing file, a wrong combination of arguments) raises
+    :class:`QhybridError`, which the command line turns into exit code 2.
+    """
+    if check or write_baseline:
+        if old or new:
+            raise InputError("OLD NEW", "give either OLD NEW or --check/--write-baseline")
+        if check is not None and not check.is_file():
+            raise InputError("--check", f"{check}: no such baseline file")
+        with tempfile.TemporaryDirectory(prefix="qhybrid-drift-") as scratch:
+            fresh = reference_fingerprints(work or Path(scratch))
+        if write_baseline:
+            atomic.write_text(write_baseline, json.dumps(baseline(fresh), indent=1) + "\n")
+            echo(f"wrote {write_baseline}")
+            if not check:
+                return EXIT_OK
+        assert check is not None
+        before, after = load(check), fresh
+    elif old and new:
+        before, after = load(old), load(new)
+    else:
+        raise InputError("OLD NEW", "give OLD NEW, --check BASELINE or --write-baseline FILE")
+    drifts = compare(before, after)
+    echo(render(drifts).rstrip("\n"))
+    if json_out:
+        atomic.write_json(json_out, as_json(drifts))
     return exit_code(drifts)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

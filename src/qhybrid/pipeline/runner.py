@@ -22,14 +22,20 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from qhybrid import atomic
+from qhybrid.backends import GatewaySettings
 from qhybrid.errors import InputError, QhybridError
-from qhybrid.problem import RunSpec
-from qhybrid.report import build_report
-from qhybrid.rundir import RunDir, pending_ranges
-from qhybrid.steps import execute, generate, reconstruct_run
+from qhybrid.pipeline import atomic
+from qhybrid.pipeline.execute import execute
+from qhybrid.pipeline.generate import generate
+from qhybrid.pipeline.reconstruct import reconstruct_run
+from qhybrid.pipeline.report import build_report
+from qhybrid.pipeline.rundir import RunDir, pending_ranges
+from qhybrid.spec import RunSpec
 
+# Unique subexperiments per execute task: big enough that a task's overhead is small,
+# small enough that a resumed run loses little and two workers stay balanced.
 DEFAULT_BATCH_SIZE = 64
+DEFAULT_WORKERS = 1
 RangeDone = Callable[[dict[str, Any]], None]
 
 
@@ -37,11 +43,15 @@ def run_local(
     spec: RunSpec,
     out: Path,
     *,
-    workers: int = 1,
+    workers: int = DEFAULT_WORKERS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     console: Console | None = None,
+    gateway: GatewaySettings | None = None,
 ) -> dict[str, Any]:
-    """Run every step for ``spec`` in ``out``, resuming whatever is already done there."""
+    """Run every step for ``spec`` in ``out``, resuming whatever is already done there.
+
+    ``gateway`` says where the qpu backend finds the QPU gateway (policies that use it).
+    """
     if workers < 1:
         raise InputError("--workers", f"must be at least 1, got {workers}")
     if batch_size < 1:
@@ -50,7 +60,7 @@ def run_local(
     run_dir = RunDir(out)
     wall_started = time.perf_counter()
     with console.status("generating subexperiments"):
-        manifest = generate(run_dir, spec)
+        manifest = generate(run_dir, spec, gateway=gateway)
     # generate has checked that the directory holds this run; a killed earlier attempt may
     # have left temporary files behind, which no step reads: clear them.
     atomic.remove_stale_temporaries(run_dir.root)
@@ -77,9 +87,9 @@ def run_local(
 
         if workers == 1 or len(todo) <= 1:
             for start, stop in todo:
-                advance(execute(run_dir, start, stop))
+                advance(execute(run_dir, start, stop, gateway=gateway))
         else:
-            _execute_in_pool(run_dir, todo, workers, advance)
+            _execute_in_pool(run_dir, todo, workers, advance, gateway or GatewaySettings())
     execute_seconds = time.perf_counter() - execute_started
     with console.status("reconstructing"):
         reconstruct_run(run_dir)
@@ -92,8 +102,11 @@ def run_local(
     )
 
 
-def _execute_in_pool(run_dir: RunDir, todo: list[tuple[int, int]], workers: int, done: RangeDone) -> None:
+def _execute_in_pool(
+    run_dir: RunDir, todo: list[tuple[int, int]], workers: int, done: RangeDone, gateway: GatewaySettings
+) -> None:
     """Feed ranges to worker processes; stop at the first failure, leaving finished files in place."""
+    settings = gateway.to_json()
     ranges: queue.Queue[tuple[int, int]] = queue.Queue()
     for item in todo:
         ranges.put(item)
@@ -107,7 +120,7 @@ def _execute_in_pool(run_dir: RunDir, todo: list[tuple[int, int]], workers: int,
                 start, stop = ranges.get_nowait()
             except queue.Empty:
                 return
-            process.stdin.write(json.dumps({"start": start, "stop": stop}) + "\n")
+            process.stdin.write(json.dumps({"start": start, "stop": stop, "gateway": settings}) + "\n")
             process.stdin.flush()
             line = process.stdout.readline()
             if not line:
@@ -122,7 +135,7 @@ def _execute_in_pool(run_dir: RunDir, todo: list[tuple[int, int]], workers: int,
 
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "qhybrid.worker", str(run_dir.root)],
+            [sys.executable, "-m", "qhybrid.pipeline.worker", str(run_dir.root)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -1,10 +1,11 @@
 """A worker process for the local runner: executes ranges it reads from stdin.
 
 Protocol, one JSON object per line each way: the runner sends
-``{"start": A, "stop": B}``; the worker answers with the execute step's timings
+``{"start": A, "stop": B, "gateway": {...}}`` (the gateway settings as JSON, which
+name the token file, never the token); the worker answers with the execute step's timings
 or ``{"error": "..."}``. Only plain JSON crosses the process boundary; circuits
 and results travel as files in the run directory. Start it with
-``python -m qhybrid.worker RUN_DIR``; it exits when stdin closes.
+``python -m qhybrid.pipeline.worker RUN_DIR``; it exits when stdin closes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import json
 import sys
 from pathlib import Path
 
+from qhybrid.backends import GatewaySettings
 from qhybrid.errors import QhybridError
-from qhybrid.rundir import RunDir
-from qhybrid.steps import execute
+from qhybrid.pipeline.execute import execute
+from qhybrid.pipeline.rundir import RunDir
 
 
 def serve(run_dir: RunDir) -> None:
@@ -25,7 +27,8 @@ def serve(run_dir: RunDir) -> None:
             continue
         request = json.loads(line)
         try:
-            reply = execute(run_dir, int(request["start"]), int(request["stop"]))
+            gateway = GatewaySettings.from_json(request.get("gateway") or {})
+            reply = execute(run_dir, int(request["start"]), int(request["stop"]), gateway=gateway)
         except QhybridError as error:
             reply = {"error": str(error)}
         sys.stdout.write(json.dumps(reply) + "\n")

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from qhybrid import atomic
+from qhybrid.pipeline import atomic
+from qhybrid.pipeline.rundir import RunDir
 from qhybrid.provenance import environment
-from qhybrid.rundir import RunDir
 
 _MAX_PLOTTED_TERMS = 60
 
@@ -17,7 +17,7 @@ _MAX_PLOTTED_TERMS = 60
 def build_report(run_dir: RunDir, *, timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Write report.json, summary.txt and terms.png; return the report."""
     spec = atomic.read_json(run_dir.spec_file)
-    manifest = run_dir.read_manifest()
+    manifest = run_dir.generated().manifest
     reconstruction = atomic.read_json(run_dir.reconstruction_file)
     execution = reconstruction["execution"]
     step_timings = {**manifest["timings"], **reconstruction["timings"]}
@@ -64,8 +64,8 @@ def build_report(run_dir: RunDir, *, timings: dict[str, float] | None = None) ->
     qpu = _qpu_section(report)
     if qpu is not None:
         report["qpu"] = qpu
-    atomic.write_json(run_dir.root / "report.json", report)
-    atomic.write_text(run_dir.root / "summary.txt", summary_text(report))
+    atomic.write_json(run_dir.report_file, report)
+    atomic.write_text(run_dir.summary_file, summary_text(report))
     _plot_terms(run_dir, report)
     return report
 
@@ -186,4 +186,4 @@ def _plot_terms(run_dir: RunDir, report: dict[str, Any]) -> None:
     figure.set_figheight(4 + max(0.0, label_inches - 1.2))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    atomic.write_bytes(run_dir.root / "terms.png", buffer.getvalue())
+    atomic.write_bytes(run_dir.terms_plot_file, buffer.getvalue())

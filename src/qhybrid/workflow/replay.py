@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,32 +37,18 @@ class Replay:
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def in_process(args: list[str]) -> int:
-    """Run ``qhybrid ARGS`` in this process (the entry points' own CLI); return its exit code."""
-    from qhybrid.cli import app
-
-    try:
-        # Without standalone mode click returns an Exit's code instead of exiting.
-        code = app(args=args, prog_name="qhybrid", standalone_mode=False)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return int(code or 0)
-
-
-def in_subprocess(args: list[str]) -> int:
-    """Run ``python -m qhybrid ARGS`` in a fresh process, as a container would."""
-    return subprocess.run([sys.executable, "-m", "qhybrid", *args], check=False).returncode
-
-
 def replay(
     workflow: Mapping[str, Any],
     root: Path,
     *,
+    runner: StepRunner,
     name: str = "cutting-local",
-    runner: StepRunner = in_process,
     path_map: Mapping[str, Path | str] | None = None,
 ) -> Replay:
     """Run every pod of ``workflow`` under ``root`` in DAG order; return what ran.
+
+    ``runner`` runs one pod's ``qhybrid`` args and returns the exit code (the CLI
+    passes its own app, in-process; a test may start a process per pod).
 
     ``path_map`` maps further pod paths (or any arg prefix, such as the gateway's
     in-cluster URL) to local ones; the shared volume, /work and

@@ -1,4 +1,4 @@
-"""``qhybrid gameday --local``: run the local chaos experiments with Chaos Toolkit and report.
+"""``qhybrid gameday``: run the local chaos experiments with Chaos Toolkit and report.
 
 Each experiment (``chaos/experiments/local/*.json``) runs through chaoslib in its
 own workspace under ``OUT/<name>/``. The report is one Chaos Toolkit journal per
@@ -16,10 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qhybrid import atomic
 from qhybrid.errors import InputError
+from qhybrid.pipeline import atomic
+from qhybrid.pipeline.rundir import RunDir
 
 WORKSPACE_ENV = "QHYBRID_CHAOS_WORKSPACE"
+SUMMARY_JSON_FILE = "summary.json"
+SUMMARY_TEXT_FILE = "summary.txt"
+TIMELINE_FILE = "timeline.png"
 SETTINGS: dict[str, Any] = {"runtime": {"rollbacks": {"strategy": "always"}}}
 
 
@@ -54,7 +58,7 @@ def _accounting(workspace: Path) -> dict[str, int]:
 
     totals = {"runs": 0, "lost": 0, "duplicated": 0, "partial_files": 0}
     for entry in ws.read_record(str(workspace), "runs").values():
-        if not (Path(entry["dir"]) / "manifest.json").is_file():
+        if not RunDir(Path(entry["dir"])).manifest_file.is_file():
             continue
         try:
             counts = run_accounting(entry["dir"])
@@ -196,7 +200,7 @@ def run_gameday(
     rows = []
     for path in paths:
         rows.append(run_one(path, out))
-    atomic.write_json(out / "summary.json", {"passed": all(passed(r) for r in rows), "experiments": rows})
-    atomic.write_text(out / "summary.txt", summary_table(rows))
-    plot_timeline(rows, out / "timeline.png")
+    atomic.write_json(out / SUMMARY_JSON_FILE, {"passed": all(passed(r) for r in rows), "experiments": rows})
+    atomic.write_text(out / SUMMARY_TEXT_FILE, summary_table(rows))
+    plot_timeline(rows, out / TIMELINE_FILE)
     return rows

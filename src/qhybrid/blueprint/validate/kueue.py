@@ -3,8 +3,8 @@
 Kueue's CRD schemas catch shapes at apply time, on a cluster; these catch what
 they cannot, here: a LocalQueue pointing at a ClusterQueue that does not exist,
 a quota for a resource the group does not cover, a flavor whose tolerations do
-not match the taints of the pool its node labels select. Importing this module
-registers the per-kind checkers with ``crd_checks``.
+not match the taints of the pool its node labels select. ``qhybrid.blueprint.validate``
+lists these checkers in its table.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from qhybrid.blueprint.crd_checks import dns_label_problem, register
 from qhybrid.blueprint.pools import POOL_LABEL, POOLS
+from qhybrid.blueprint.validate.fields import dns_label_problem
 
 KUEUE_API = "kueue.x-k8s.io/v1beta1"
 
@@ -39,7 +39,6 @@ def tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, str]
     return False
 
 
-@register("ResourceFlavor")
 def check_resource_flavor(obj: Mapping[str, Any]) -> list[str]:
     """A flavor selects one pool by its label and tolerates exactly that pool's taints."""
     problems = _api_problem(obj)
@@ -57,7 +56,6 @@ def check_resource_flavor(obj: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-@register("ClusterQueue")
 def check_cluster_queue(obj: Mapping[str, Any]) -> list[str]:
     """Each flavor of a resource group quotes exactly the covered resources, non-negatively."""
     problems = _api_problem(obj)
@@ -86,7 +84,6 @@ def check_cluster_queue(obj: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-@register("LocalQueue")
 def check_local_queue(obj: Mapping[str, Any]) -> list[str]:
     """A LocalQueue names a ClusterQueue."""
     problems = _api_problem(obj)

@@ -14,16 +14,13 @@ from typing import Annotated
 
 import typer
 
+from qhybrid.cli.errors import fail
+
 gateway_app = typer.Typer(no_args_is_help=True, help="The QPU gateway service and its client tokens.")
 
 DEFAULT_STATE_DIR = Path("runs/gateway")
 LOCAL_CLIENT = "local"
 LOCAL_TOKEN_FILE = "local-client.token"
-
-
-def _fail(message: str) -> typer.Exit:
-    sys.stderr.write(f"qhybrid: error: {message}\n")
-    return typer.Exit(2)
 
 
 def write_token_file(path: Path, token: str) -> None:
@@ -50,7 +47,7 @@ def _lock_state_dir(state_dir: Path) -> object:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise _fail(f"--state-dir: {state_dir} is in use by another gateway process") from None
+        raise fail(f"--state-dir: {state_dir} is in use by another gateway process") from None
     return handle
 
 
@@ -88,15 +85,15 @@ def serve(
     try:
         settings = load_config(config) if config is not None else default_config()
     except QhybridError as error:
-        raise _fail(" ".join(str(error).split())) from None
+        raise fail(" ".join(str(error).split())) from None
     extra: list[ClientConfig] = []
     for path in client_token_file or []:
         try:
             token = path.read_text(encoding="utf-8").strip()
         except OSError as error:
-            raise _fail(f"--client-token-file: {path}: cannot read ({error.strerror})") from None
+            raise fail(f"--client-token-file: {path}: cannot read ({error.strerror})") from None
         if not token:
-            raise _fail(f"--client-token-file: {path}: empty")
+            raise fail(f"--client-token-file: {path}: empty")
         extra.append(ClientConfig(name=path.stem, token_sha256=hash_token(token)))
     if not settings.clients and not extra:
         # Local use without a config: a token file only this user can read.
@@ -126,7 +123,7 @@ def serve(
     try:
         gateway = build_gateway(settings, store, credentials)
     except (ValueError, QhybridError) as error:
-        raise _fail(f"--config: {error}") from None
+        raise fail(f"--config: {error}") from None
     uvicorn.run(
         create_app(gateway),
         host=host,
@@ -151,7 +148,7 @@ def hash_token_command(
 
     token = token_file.read_text(encoding="utf-8") if token_file else sys.stdin.readline()
     if not token.strip():
-        raise _fail("no token given")
+        raise fail("no token given")
     print(hash_token(token))
 
 
@@ -164,7 +161,7 @@ def new_token_command(
     from qhybrid.gateway.auth import hash_token, new_token
 
     if out.exists():
-        raise _fail(f"--out: {out} exists; remove it first or choose another path")
+        raise fail(f"--out: {out} exists; remove it first or choose another path")
     token = new_token()
     write_token_file(out, token)
     print(f"- name: {name}\n  token_sha256: {hash_token(token)}")

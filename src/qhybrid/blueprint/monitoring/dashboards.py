@@ -23,9 +23,9 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, Threshold, ThresholdsMode
 
-from qhybrid.blueprint import alerts
-from qhybrid.blueprint import metric_names as m
 from qhybrid.blueprint.config import StackConfig
+from qhybrid.blueprint.monitoring import alerts
+from qhybrid.blueprint.monitoring import metric_names as m
 
 DATASOURCE_VARIABLE = "datasource"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VARIABLE}}}")

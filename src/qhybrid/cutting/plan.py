@@ -26,8 +26,8 @@ from qiskit_addon_cutting.cutting_experiments import (  # upstream's own buildin
 from qiskit_addon_cutting.qpd import decompose_qpd_instructions, generate_qpd_weights
 from qiskit_addon_cutting.utils.observable_grouping import CommutingObservableGroup, ObservableCollection
 
-from qhybrid.fingerprint import circuit_fingerprint, derive_seed
-from qhybrid.policies import WidthPolicy
+from qhybrid.cutting.fingerprint import circuit_fingerprint, derive_seed
+from qhybrid.cutting.policies import WidthPolicy
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,33 @@ import numpy as np
 _TEMP_SUFFIX = ".tmp"
 
 
+def current_umask() -> int:
+    """Return the process's umask without changing it (Linux reports it in /proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    # Elsewhere: the classic read-by-setting; a write racing this in another thread
+    # would at worst get the same mode, as the umask is restored at once.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename.
+
+    The file gets the mode a plain ``open`` would give it (0666 less the umask):
+    ``mkstemp`` makes it 0600, which would hide results from colleagues on a
+    shared file system.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

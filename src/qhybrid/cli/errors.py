@@ -1,0 +1,28 @@
+"""How the command line reports a user error: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from qhybrid.errors import QhybridError
+
+EXIT_USER_ERROR = 2
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``qhybrid: error: MESSAGE`` (on one line) and return the Exit to raise."""
+    sys.stderr.write(f"qhybrid: error: {' '.join(message.split())}\n")
+    return typer.Exit(EXIT_USER_ERROR)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a QhybridError into one unwrapped line on stderr and exit code 2."""
+    try:
+        yield
+    except QhybridError as error:
+        raise fail(str(error)) from None

@@ -1,0 +1,1 @@
+"""Operating the engine: chaos game days and the numeric drift report."""

@@ -1,0 +1,115 @@
+"""The execute step: run a range of unique subexperiments on their planned backends, write the results.
+
+One call runs unique subexperiments [start, stop) (or only those of them that the
+plan puts on one backend: a workflow branch's batch) and writes one result file.
+A file that exists is complete, so running the same range again does nothing.
+What a backend cannot run fails over as the policy says, with the same seeds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from qhybrid.backends import GatewaySettings, OutcomeDistribution, QpuFailures, get_backend
+from qhybrid.cutting.policies import get_policy
+from qhybrid.errors import BackendUnavailable, InputError
+from qhybrid.pipeline.rundir import RunDir
+
+
+def execute(
+    run_dir: RunDir,
+    start: int,
+    stop: int,
+    backend: str | None = None,
+    *,
+    gateway: GatewaySettings | None = None,
+) -> dict[str, Any]:
+    """Run unique subexperiments [start, stop) and write their distributions.
+
+    With ``backend``, run only those of [start, stop) that the plan puts on that
+    backend (one batch of a workflow branch) into their own file, so branches whose
+    ids interleave never write the same file. ``gateway`` is where the qpu backend
+    runs. Returns timings: ``simulation_seconds`` is time inside backends only.
+    """
+    wall_started = time.perf_counter()
+    run = run_dir.generated()
+    total = len(run.plan.unique)
+    if not 0 <= start < stop <= total:
+        raise InputError("--start/--stop", f"range [{start}, {stop}) is outside [0, {total})")
+    ids = [uid for uid in range(start, stop) if backend is None or run.plan.unique[uid].backend == backend]
+    if not ids:
+        raise InputError("--backend", f"no unique subexperiment of [{start}, {stop}) runs on {backend!r}")
+    if run_dir.result_file(start, stop, backend).is_file():
+        return {"start": start, "stop": stop, "skipped": True, "simulation_seconds": 0.0, "wall_seconds": 0.0}
+    circuits = run.circuits_for(ids)
+    entries = [run.plan.unique[uid] for uid in ids]
+    shots = run.spec.shots if run.spec.mode == "sampled" else None
+    policy = get_policy(run.spec.policy)
+    results: list[OutcomeDistribution | None] = [None] * len(circuits)
+    ran_on = [e.backend for e in entries]
+    failovers: list[dict[str, Any]] = []
+    simulation_seconds: dict[str, float] = {}
+    descriptions: dict[str, dict[str, str]] = {}
+
+    def run_on(name: str, positions: list[int]) -> list[OutcomeDistribution]:
+        backend = get_backend(name, gateway)
+        sim_started = time.perf_counter()
+        try:
+            return backend.run(
+                [circuits[i] for i in positions], shots=shots, seeds=[entries[i].seed for i in positions]
+            )
+        finally:
+            simulation_seconds[name] = simulation_seconds.get(name, 0.0) + time.perf_counter() - sim_started
+            descriptions[name] = backend.description()
+
+    for backend_name in sorted({e.backend for e in entries}):
+        positions = [i for i, e in enumerate(entries) if e.backend == backend_name]
+        fallback = policy.failover_for(backend_name)
+        try:
+            distributions: list[OutcomeDistribution | None] = list(run_on(backend_name, positions))
+        except (QpuFailures, BackendUnavailable) as failure:
+            if fallback is None:
+                raise
+            # Per the policy, what the backend could not run goes to the fallback simulator
+            # with the same seeds; the report lists each such subexperiment and the reason.
+            if isinstance(failure, QpuFailures):
+                distributions, reasons = list(failure.results), failure.reasons
+            else:
+                distributions, reasons = (
+                    [None] * len(positions),
+                    dict.fromkeys(range(len(positions)), str(failure)),
+                )
+            failed = sorted(reasons)
+            for k, distribution in zip(failed, run_on(fallback, [positions[k] for k in failed]), strict=True):
+                distributions[k] = distribution
+                ran_on[positions[k]] = fallback
+                failovers.append(
+                    {
+                        "subexperiment": ids[positions[k]],
+                        "from": backend_name,
+                        "to": fallback,
+                        "reason": reasons[k],
+                    }
+                )
+        for i, outcome in zip(positions, distributions, strict=True):
+            results[i] = outcome
+    done = [r for r in results if r is not None]
+    assert len(done) == len(results)
+    meta = {
+        "start": start,
+        "stop": stop,
+        "ids": ids,
+        "backends": ran_on,
+        "backend_descriptions": descriptions,
+        "simulation_seconds": simulation_seconds,
+        "failovers": failovers,
+    }
+    run_dir.write_results(start, stop, backend, done, meta)
+    return {
+        "start": start,
+        "stop": stop,
+        "skipped": False,
+        "simulation_seconds": sum(simulation_seconds.values()),
+        "wall_seconds": time.perf_counter() - wall_started,
+    }

@@ -1,0 +1,240 @@
+"""What to run: the RunSpec, its defaults, and the problem flags that describe it.
+
+This is the one place that knows how the problem flags (``--qubits``,
+``--circuit``, ``--mode``, ...) map to a :class:`RunSpec` and back:
+:func:`spec_from_flags` reads them (files included) into a spec, and
+:func:`spec_to_args` writes a spec as the flags that rebuild it exactly (same
+spec hash), which is how a workflow's generate pod receives its problem. The
+command-line declarations of these flags (``qhybrid.cli.options``) are built
+from :data:`PROBLEM_FLAG_HELP` and the defaults here, so a default is written once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from qiskit import QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp
+
+from qhybrid.cutting.observables import format_pauli_sum, load_observable, parse_pauli_sum
+from qhybrid.cutting.policies import POLICIES
+from qhybrid.cutting.problem import CuttingProblem, build_problem, parse_qasm, read_circuit_file
+from qhybrid.errors import InputError
+from qhybrid.scenarios import SCENARIOS
+
+Mode = Literal["exact", "sampled"]
+MODES: tuple[str, ...] = ("exact", "sampled")
+# The reference workload a spec names when no --circuit is given.
+SCENARIO_NAME = "cutting"
+DEFAULT_MODE: Mode = "exact"
+DEFAULT_SEED = 0
+DEFAULT_POLICY = "cpu"
+# Shots per subexperiment when sampled mode is asked for without --shots.
+DEFAULT_SHOTS = 4096
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """Everything that determines a run's numbers. Two runs with equal specs agree bitwise.
+
+    Either ``scenario`` (with ``qubits``/``reps``) or ``circuit_qasm`` gives the circuit.
+    Either ``partition`` (one label per qubit) or ``max_width`` (automatic cuts) splits it.
+    """
+
+    scenario: str | None = None
+    qubits: int | None = None
+    reps: int | None = None
+    circuit_qasm: str | None = None
+    circuit_source: str | None = None
+    observable: str | None = None
+    partition: str | None = None
+    max_width: int | None = None
+    mode: Mode = DEFAULT_MODE
+    shots: int | None = None
+    seed: int = DEFAULT_SEED
+    policy: str = DEFAULT_POLICY
+
+    def __post_init__(self) -> None:
+        """Check each field on its own; cross-field checks that need the circuit come later."""
+        if (self.scenario is None) == (self.circuit_qasm is None):
+            raise InputError("--circuit", "give exactly one of a scenario or --circuit FILE")
+        if self.mode not in MODES:
+            raise InputError("--mode", f"unknown mode {self.mode!r}; choose one of {list(MODES)}")
+        if self.mode == "sampled":
+            if self.shots is None:
+                raise InputError("--shots", "sampled mode needs --shots")
+            if self.shots <= 0:
+                raise InputError("--shots", f"must be a positive integer, got {self.shots}")
+        elif self.shots is not None:
+            raise InputError("--shots", "exact mode draws no shots; drop --shots or use sampled")
+        if self.seed < 0:
+            raise InputError("--seed", f"must be a non-negative integer, got {self.seed}")
+        if self.policy not in POLICIES:
+            raise InputError("--policy", f"unknown policy {self.policy!r}; choose one of {sorted(POLICIES)}")
+        if self.partition is not None and self.max_width is not None:
+            raise InputError("--max-width", "give either --partition or --max-width, not both")
+        if self.max_width is not None and self.max_width < 1:
+            raise InputError("--max-width", f"must be at least 1, got {self.max_width}")
+        for name in ("qubits", "reps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"--{name}", f"must be a positive integer, got {value}")
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the spec as plain JSON data."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunSpec:
+        """Rebuild a spec written by :meth:`to_json`."""
+        return cls(**data)
+
+    def spec_hash(self) -> str:
+        """Return a hash of every field but the human-facing circuit_source."""
+        data = self.to_json()
+        data.pop("circuit_source")
+        encoded = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(encoded).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProblemFlags:
+    """The problem flags as given on a command line: None means "not given, use the default".
+
+    Each field is the flag of the same name (``max_width`` is ``--max-width``).
+    """
+
+    qubits: int | None = None
+    reps: int | None = None
+    circuit: Path | None = None
+    observable: str | None = None
+    partition: str | None = None
+    max_width: int | None = None
+    mode: str | None = None
+    shots: int | None = None
+    seed: int | None = None
+    policy: str | None = None
+
+    def given(self) -> bool:
+        """Return whether any flag was given."""
+        return any(getattr(self, f.name) is not None for f in fields(self))
+
+
+def flag_name(field_name: str) -> str:
+    """Return the command-line flag of a :class:`ProblemFlags` field (``max_width`` -> ``--max-width``)."""
+    return "--" + field_name.replace("_", "-")
+
+
+# Help text of each problem flag; qhybrid.cli.options declares the options from it.
+PROBLEM_FLAG_HELP: dict[str, tuple[str, str | None]] = {
+    # field: (help, default shown in --help, or None when there is none)
+    "qubits": ("Qubits of the reference circuit.", str(SCENARIOS[SCENARIO_NAME].default_qubits)),
+    "reps": ("Repetitions of the reference ansatz.", str(SCENARIOS[SCENARIO_NAME].default_reps)),
+    "circuit": ("Your circuit, OpenQASM 2 or 3 (instead of the reference circuit).", None),
+    "observable": (
+        'Pauli sum such as "0.5*ZZII + XIXI" (Qiskit order), or a file holding one.',
+        "the scenario's",
+    ),
+    "partition": ("One partition label per qubit, qubit 0 first, e.g. AAAAABBBBB.", "the scenario's"),
+    "max_width": ("Find cuts automatically so no subcircuit is wider (instead of --partition).", None),
+    "mode": (f"{' | '.join(MODES)}.", DEFAULT_MODE),
+    "shots": ("Shots per subexperiment in sampled mode.", str(DEFAULT_SHOTS)),
+    "seed": ("Run seed; every random choice derives from it.", str(DEFAULT_SEED)),
+    "policy": (f"Backend policy: {' | '.join(POLICIES)}.", DEFAULT_POLICY),
+}
+
+
+def spec_from_flags(flags: ProblemFlags) -> RunSpec:
+    """Build a spec from problem flags, reading files and filling defaults."""
+    mode = flags.mode or DEFAULT_MODE
+    shots = DEFAULT_SHOTS if mode == "sampled" and flags.shots is None else flags.shots
+    common: dict[str, Any] = {
+        "partition": flags.partition,
+        "max_width": flags.max_width,
+        "mode": mode,
+        "shots": shots,
+        "seed": DEFAULT_SEED if flags.seed is None else flags.seed,
+        "policy": flags.policy or DEFAULT_POLICY,
+    }
+    if flags.circuit is not None:
+        if flags.qubits is not None or flags.reps is not None:
+            raise InputError("--qubits/--reps", "shape only the reference circuit; drop them with --circuit")
+        text, parsed = read_circuit_file(flags.circuit)
+        observable = _observable_text(flags.observable, parsed.num_qubits)
+        return RunSpec(circuit_qasm=text, circuit_source=str(flags.circuit), observable=observable, **common)
+    width = flags.qubits or SCENARIOS[SCENARIO_NAME].default_qubits
+    return RunSpec(
+        scenario=SCENARIO_NAME,
+        qubits=flags.qubits,
+        reps=flags.reps,
+        observable=_observable_text(flags.observable, width),
+        **common,
+    )
+
+
+def _observable_text(value: str | None, num_qubits: int) -> str | None:
+    """Read an observable flag (expression or file) into the exact text a spec stores."""
+    if value is None:
+        return None
+    return format_pauli_sum(load_observable(value, num_qubits))
+
+
+def spec_to_args(spec: RunSpec, *, circuit_path: str | None = None) -> list[str]:
+    """Return the problem flags that rebuild ``spec`` exactly (same spec hash).
+
+    A spec holding its own circuit text refers to it as ``circuit_path``, where the
+    caller puts that text (a workflow's generate pod gets it as a raw artifact).
+    """
+    args: list[str] = []
+    if spec.circuit_qasm is not None:
+        if circuit_path is None:
+            raise ValueError("this spec holds its own circuit: give the path where its text will be")
+        args += [flag_name("circuit"), circuit_path]
+    for name in ("qubits", "reps", "observable", "partition", "max_width", "mode", "shots", "seed", "policy"):
+        value = getattr(spec, name)
+        if value is not None:
+            args += [flag_name(name), str(value)]
+    return args
+
+
+def load_problem_inputs(spec: RunSpec) -> tuple[QuantumCircuit, SparsePauliOp, str | None]:
+    """Return the circuit, observable and explicit partition labels a spec names."""
+    if spec.scenario is not None:
+        if spec.scenario not in SCENARIOS:
+            raise InputError(
+                "scenario", f"unknown scenario {spec.scenario!r}; choose one of {sorted(SCENARIOS)}"
+            )
+        scenario = SCENARIOS[spec.scenario]
+        qubits = spec.qubits or scenario.default_qubits
+        circuit = scenario.circuit(qubits, spec.reps or scenario.default_reps, spec.seed)
+        observable = parse_pauli_sum(spec.observable) if spec.observable else scenario.observable(qubits)
+        if observable.num_qubits != qubits:
+            raise InputError(
+                "--observable", f"acts on {observable.num_qubits} qubits but the circuit has {qubits}"
+            )
+        if spec.max_width is not None:
+            return circuit, observable, None
+        return circuit, observable, spec.partition or scenario.partition(qubits)
+    assert spec.circuit_qasm is not None
+    circuit = parse_qasm(spec.circuit_qasm, source=spec.circuit_source or "<qasm>")
+    if spec.observable is None:
+        raise InputError("--observable", "a --circuit needs an --observable")
+    observable = parse_pauli_sum(spec.observable)
+    if observable.num_qubits != circuit.num_qubits:
+        raise InputError(
+            "--observable",
+            f"acts on {observable.num_qubits} qubits but the circuit has {circuit.num_qubits}",
+        )
+    if spec.partition is None and spec.max_width is None:
+        raise InputError("--partition", "a --circuit needs --partition LABELS or --max-width N")
+    return circuit, observable, spec.partition
+
+
+def problem_of(spec: RunSpec) -> CuttingProblem:
+    """Return the partitioned problem a spec describes (explicit labels, or cuts found under its width)."""
+    circuit, observable, partition = load_problem_inputs(spec)
+    return build_problem(circuit, observable, partition=partition, max_width=spec.max_width, seed=spec.seed)
