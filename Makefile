@@ -34,7 +34,7 @@ lint: setup ## ruff (lint + format check) and mypy
 test: lint ## lint, then the test suite (heavy cases: make test PYTEST_ARGS="-m slow")
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: setup ## benchmark against the plain qiskit-addon-cutting flow (prints ratios)
+bench: setup ## qhybrid vs upstream's ExactSampler and SamplerV2 flows, like for like (prints ratios)
 	$(BIN)/python benchmarks/bench_cutting.py
 
 bench-gateway: setup ## benchmark the QPU gateway on loopback (jobs/s, p99, added latency)
@@ -48,7 +48,7 @@ gateway: setup ## serve the QPU gateway on 127.0.0.1:8080 (aer + emulated fake_m
 
 gameday: setup ## chaos game day: every local experiment (journals, summary, timeline in runs/gameday)
 	rm -rf runs/gameday
-	$(BIN)/qhybrid gameday --local --out runs/gameday
+	$(BIN)/qhybrid gameday --out runs/gameday
 
 ci: test ## what .ci/run calls
 

@@ -5,8 +5,13 @@
    accepted jobs/s (new jobs the gateway completed per second of load) and the
    p99 of job submission. Targets: >= 200 jobs/s, p99 <= 250 ms on 2 cores.
 2. Added latency: one client, one job at a time: submit + long-poll result through
-   the gateway, against calling the same backend's run() in process. Target: the
-   p50 difference <= 5 ms.
+   the gateway, against calling the same backend's run() in process. Both sides get
+   the same number of untimed warm-up rounds first, then the same number of timed
+   rounds; the statistic is the median on both. Target: the p50 difference <= 5 ms.
+
+The load runs through ``tests/load/run_load.py`` as a command (its summary.json is
+read back); the gateway for the latency part is started by the package's own
+``qhybrid.gateway.loopback``. No test code is imported.
 
     .venv/bin/python benchmarks/bench_gateway.py [--duration 20] [--users 50]
 
@@ -18,20 +23,21 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from qiskit import QuantumCircuit
+
+from qhybrid.gateway.config import BackendConfig
+from qhybrid.gateway.loopback import start_gateway
+from qhybrid.gateway.payload import encode_qpy
+from qhybrid.gateway.providers import Trivial
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from qiskit import QuantumCircuit  # noqa: E402
-
-from qhybrid.gateway.config import BackendConfig  # noqa: E402
-from qhybrid.gateway.payload import encode_qpy  # noqa: E402
-from qhybrid.gateway.providers import Trivial  # noqa: E402
-from tests.load.run_load import run, start_gateway  # noqa: E402
+WARMUP_ROUNDS = 20
 
 
 def circuit() -> QuantumCircuit:
@@ -43,7 +49,15 @@ def circuit() -> QuantumCircuit:
 
 
 def throughput(out: Path, users: int, duration: float, rate: float) -> dict:
-    summary = run(out, shape="constant", duration=duration, users=users, rate=rate)
+    subprocess.run(
+        [
+            sys.executable, str(REPO / "tests" / "load" / "run_load.py"), "--shape", "constant",
+            "--duration", str(duration), "--users", str(users), "--rate", str(rate), "--out", str(out),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
     done = next(
         float(line.split()[-1])
         for line in summary["gateway_metrics"]
@@ -70,16 +84,17 @@ def added_latency(out: Path, rounds: int) -> dict:
     shots, payload = 100, encode_qpy([circuit()])
     backend = Trivial(BackendConfig(name="trivial", kind="trivial"))
     direct = []
-    for _ in range(rounds):
+    for i in range(WARMUP_ROUNDS + rounds):
         started = time.perf_counter()
         backend.run([circuit()], shots, [1], lambda _: None)
-        direct.append(time.perf_counter() - started)
-    process, url, token_file = start_gateway(out, max_queued=10000, seconds_per_job=0.0, concurrency=1)
+        if i >= WARMUP_ROUNDS:  # the same warm-up rounds as the gateway side, excluded
+            direct.append(time.perf_counter() - started)
+    gateway = start_gateway(out, max_queued=10000, seconds_per_job=0.0, concurrency=1)
     try:
         via = []
-        headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
-        with httpx.Client(base_url=url, headers=headers) as http:
-            for i in range(rounds + 20):
+        headers = {"Authorization": f"Bearer {gateway.token_file.read_text().strip()}"}
+        with httpx.Client(base_url=gateway.url, headers=headers) as http:
+            for i in range(WARMUP_ROUNDS + rounds):
                 started = time.perf_counter()
                 job = http.post(
                     "/v1/jobs", json={"job_key": f"lat-{i}", "shots": shots, "circuits": payload}
@@ -87,14 +102,14 @@ def added_latency(out: Path, rounds: int) -> dict:
                 result = http.get(f"/v1/jobs/{job['id']}/result", params={"wait": 10}).json()
                 elapsed = time.perf_counter() - started
                 assert result["state"] == "succeeded"
-                if i >= 20:  # warm-up rounds excluded
+                if i >= WARMUP_ROUNDS:  # warm-up rounds excluded
                     via.append(elapsed)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        gateway.stop()
     p50_direct, p50_via = statistics.median(direct), statistics.median(via)
     return {
         "rounds": rounds,
+        "warmup_rounds": WARMUP_ROUNDS,
         "direct_p50_ms": 1000 * p50_direct,
         "gateway_p50_ms": 1000 * p50_via,
         "added_p50_ms": 1000 * (p50_via - p50_direct),
@@ -125,7 +140,10 @@ def main() -> None:
     )
     print(f"  all requests/s, p99  {load['all_requests_per_s']:8.1f}, {load['all_requests_p99_ms']:.0f} ms")
     print(f"  429s, failures       {load['overload_429']}, {load['unexpected_failures']}")
-    print(f"added latency, one job at a time ({latency['rounds']} rounds)")
+    print(
+        f"added latency, one job at a time ({latency['rounds']} rounds after "
+        f"{latency['warmup_rounds']} warm-up rounds, on both sides)"
+    )
     print(f"  backend directly p50 {latency['direct_p50_ms']:8.3f} ms")
     print(f"  via gateway p50      {latency['gateway_p50_ms']:8.3f} ms (submit + long-poll result)")
     print(f"  added p50            {latency['added_p50_ms']:8.3f} ms   (target <= 5)")

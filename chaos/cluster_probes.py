@@ -71,7 +71,7 @@ def _read_state(state_file: str) -> list[dict[str, Any]]:
 
 
 def _write_state(state_file: str, entries: list[dict[str, Any]]) -> None:
-    from qhybrid.pipeline import atomic
+    from qhybrid import atomic
 
     atomic.write_json(Path(state_file), entries)
 

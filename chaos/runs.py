@@ -17,7 +17,7 @@ from typing import Any
 from chaoslib.exceptions import ActivityFailed
 from qhybrid_chaos import workspace as ws
 
-from qhybrid.pipeline import atomic
+from qhybrid import atomic
 from qhybrid.pipeline.rundir import RunDir, read_result_file
 
 __all__ = [

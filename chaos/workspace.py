@@ -16,7 +16,7 @@ from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 
-from qhybrid.pipeline import atomic
+from qhybrid import atomic
 
 __all__ = ["events", "record_event"]
 

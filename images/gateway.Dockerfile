@@ -20,6 +20,9 @@ COPY src ./src
 COPY scenarios ./scenarios
 # pyproject.toml maps chaos/ to qhybrid_chaos (game-day probes; never imported in the image).
 COPY chaos ./chaos
+# pyproject.toml maps the root to qhybrid.project: Pulumi.yaml and the stack files ship as its data.
+COPY Pulumi.yaml ./
+COPY stacks ./stacks
 RUN pip install . \
  && pip check
 

@@ -28,6 +28,9 @@ COPY src ./src
 COPY scenarios ./scenarios
 # pyproject.toml maps chaos/ to qhybrid_chaos (game-day probes; never imported in the image).
 COPY chaos ./chaos
+# pyproject.toml maps the root to qhybrid.project: Pulumi.yaml and the stack files ship as its data.
+COPY Pulumi.yaml ./
+COPY stacks ./stacks
 # qiskit-aer-gpu at exactly the range pyproject gives qiskit-aer (read, not repeated).
 RUN python -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print(*[d.replace('qiskit-aer', 'qiskit-aer-gpu', 1) for d in deps if re.match(r'qiskit-aer\s*[<>=!~]', d)], sep='\n')" > /tmp/requirements-gpu.txt \
  && grep -q '^qiskit-aer-gpu' /tmp/requirements-gpu.txt

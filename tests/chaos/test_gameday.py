@@ -1,4 +1,4 @@
-"""``qhybrid gameday --local``: every local experiment, end to end (marker chaos), and its report."""
+"""``qhybrid gameday``: every local experiment, end to end (marker chaos), and its report."""
 
 from __future__ import annotations
 
@@ -41,11 +41,14 @@ def test_the_local_experiments_are_chaos_toolkit_files_naming_listed_functions()
             assert probe["tolerance"] is True
 
 
-def test_gameday_refuses_unknown_experiments_and_non_local_runs(tmp_path):
-    unknown = run_cli("gameday", "--local", "--only", "nope", "--out", str(tmp_path / "a"))
-    assert unknown.returncode == 2 and "unknown experiments ['nope']" in unknown.stderr
-    cluster = run_cli("gameday", "--out", str(tmp_path / "b"))
-    assert cluster.returncode == 2 and "only local game days" in cluster.stderr
+def test_gameday_refuses_unknown_experiments_in_one_line(tmp_path):
+    unknown = run_cli("gameday", "--only", "nope", "--out", str(tmp_path / "a"))
+    assert unknown.returncode == 2
+    assert unknown.stderr.splitlines() == [
+        "qhybrid: error: --only: unknown experiments ['nope']; have "
+        "['artifact-dir', 'credential-rotation', 'gateway-kill', 'qpu-failover', 'worker-kill']"
+    ]
+    assert not (tmp_path / "a").exists()  # nothing written
 
 
 def test_a_failing_hypothesis_fails_the_gameday(tmp_path, monkeypatch):
@@ -109,7 +112,7 @@ def test_summary_table_totals():
 @pytest.mark.chaos
 def test_local_gameday_passes_every_hypothesis_and_loses_nothing(tmp_path):
     out = tmp_path / "gameday"
-    result = run_cli("gameday", "--local", "--out", str(out))
+    result = run_cli("gameday", "--out", str(out))
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

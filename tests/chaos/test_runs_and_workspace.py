@@ -12,7 +12,7 @@ from chaoslib.exceptions import ActivityFailed
 from qhybrid_chaos import runs
 from qhybrid_chaos import workspace as ws
 
-from qhybrid.pipeline import atomic
+from qhybrid import atomic
 from tests.chaos.conftest import SMALL
 
 

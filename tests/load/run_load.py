@@ -15,72 +15,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from qhybrid.gateway.loopback import start_gateway
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SHAPES = ("constant", "step", "spike")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_gateway(
-    out: Path, *, max_queued: int, seconds_per_job: float, concurrency: int
-) -> tuple[Any, str, Path]:
-    """Start ``qhybrid gateway serve`` with a trivial backend; return (process, url, token file)."""
-    import httpx
-    import yaml
-
-    from qhybrid.cli.gateway import write_token_file
-    from qhybrid.gateway.auth import hash_token, new_token
-
-    token_file = out / "load-client.token"
-    token = new_token()
-    write_token_file(token_file, token)
-    config = {
-        "backends": [
-            {
-                "name": "trivial",
-                "kind": "trivial",
-                "seconds_per_job": seconds_per_job,
-                "concurrency": concurrency,
-            }
-        ],
-        "queue": {"max_queued_jobs": max_queued, "retry_after_seconds": 1},
-        "clients": [{"name": "load", "token_sha256": hash_token(token)}],
-    }
-    (out / "gateway.yaml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    log = open(out / "gateway.log", "wb")  # noqa: SIM115 - the child writes to it
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "qhybrid", "gateway", "serve", "--port", str(port),
-            "--config", str(out / "gateway.yaml"), "--state-dir", str(out / "gateway-state"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gateway exited: {(out / 'gateway.log').read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url, token_file
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("gateway not ready in 60 s")
 
 
 def _percentiles(row: dict[str, str]) -> dict[str, float]:
@@ -182,11 +124,12 @@ def run(
     circuit.cx(0, 2)
     circuit.measure(range(3), range(3))
     (out / "circuits.b64").write_text(encode_qpy([circuit]))
-    process = None
+    gateway = None
     if url is None:
-        process, url, token_file = start_gateway(
+        gateway = start_gateway(
             out, max_queued=max_queued, seconds_per_job=seconds_per_job, concurrency=concurrency
         )
+        url, token_file = gateway.url, gateway.token_file
     assert token_file is not None
     env = {
         **os.environ,
@@ -213,7 +156,7 @@ def run(
         if result.returncode != 0:
             raise RuntimeError(f"locust exited {result.returncode}: {result.stderr[-2000:]}")
         summary = summarise(out, duration, shape, users)
-        if process is not None:
+        if gateway is not None:
             import httpx
 
             metrics = httpx.get(f"{url}/metrics", timeout=10).text
@@ -222,9 +165,8 @@ def run(
                 if line.startswith(("qhybrid_gateway_jobs_total", "qhybrid_gateway_admission_rejections"))
             ]  # fmt: skip
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
+        if gateway is not None:
+            gateway.stop()
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     plot(out, summary)
     return summary

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
+from qhybrid import atomic
 from qhybrid.errors import QhybridError
 from qhybrid.ops.drift import (
     EXIT_DRIFT,
@@ -24,7 +25,6 @@ from qhybrid.ops.drift import (
     report_fingerprint,
     run_fingerprint,
 )
-from qhybrid.pipeline import atomic
 from qhybrid.pipeline.rundir import read_result_file, write_result_file
 from tests.conftest import REPO, invoke, regenerating
 
@@ -93,6 +93,18 @@ def test_numbers_moved_with_a_changed_version_is_a_warning(reference_report):
     assert "qiskit-aer: 0." in text and "-> 9.9.9" in text and "WARNING" in text
     pauli = reference_report["terms"][3]["pauli"]
     assert f"term {pauli} value: differs, by +3.000e-05" in text
+
+
+def test_numbers_moved_on_another_cpu_with_the_same_packages_is_still_a_failure(reference_report):
+    # Given the same package versions on another machine's CPU,
+    new = changed(reference_report, estimate_ulps=1)
+    new["provenance"]["environment"]["cpu"] = "Another CPU model [avx2 fma]"
+    drifts = drifts_between(reference_report, new)
+    # then moved numbers fail the gate, and the CPU is shown as information only.
+    assert exit_code(drifts) == EXIT_DRIFT
+    assert drifts[0].versions == {} and "cpu" in drifts[0].information
+    text = render(drifts)
+    assert "cpu (information only):" in text and "FAILURE" in text
 
 
 def test_a_changed_version_alone_is_no_drift(reference_report):

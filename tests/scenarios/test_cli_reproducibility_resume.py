@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from qhybrid.pipeline.atomic import read_npz
+from qhybrid.atomic import read_npz
 from qhybrid.pipeline.rundir import read_result_file
 from tests.conftest import REPO, run_cli
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from qhybrid.backends import qpu
+from qhybrid.backends import GatewaySettings
 from qhybrid.gateway.auth import hash_token
 from qhybrid.pipeline.runner import run_local
 from qhybrid.spec import RunSpec
@@ -33,25 +33,20 @@ def token_file(tmp_path):
     return path
 
 
-def use_gateway(monkeypatch, url, token_file, backend=None, attempts=3):
-    monkeypatch.setenv(qpu.URL_ENV, url)
-    monkeypatch.setenv(qpu.TOKEN_FILE_ENV, str(token_file))
-    monkeypatch.setenv(qpu.ATTEMPTS_ENV, str(attempts))
-    if backend:
-        monkeypatch.setenv(qpu.BACKEND_ENV, backend)
-    else:
-        monkeypatch.delenv(qpu.BACKEND_ENV, raising=False)
+def use_gateway(url, token_file, backend=None, attempts=3) -> GatewaySettings:
+    # Settings travel as an argument, here and (as JSON) to the worker processes.
+    return GatewaySettings(url=url, token_file=token_file, backend=backend, max_attempts=attempts)
 
 
 def spec(policy="width", seed=3):
     return RunSpec(scenario="cutting", mode="sampled", shots=SHOTS, seed=seed, policy=policy)
 
 
-def test_width_policy_runs_the_default_workload_on_an_emulated_device(tmp_path, token_file, monkeypatch):
+def test_width_policy_runs_the_default_workload_on_an_emulated_device(tmp_path, token_file):
     gateway = GatewayProcess(tmp_path, gateway_config()).start()
     try:
-        use_gateway(monkeypatch, gateway.url, token_file)
-        report = run_local(spec(), tmp_path / "run", workers=2, batch_size=64)
+        settings = use_gateway(gateway.url, token_file)
+        report = run_local(spec(), tmp_path / "run", workers=2, batch_size=64, gateway=settings)
         metrics = __import__("httpx").get(f"{gateway.url}/metrics").text
     finally:
         gateway.stop()
@@ -75,9 +70,9 @@ def test_width_policy_runs_the_default_workload_on_an_emulated_device(tmp_path, 
     print(summary)
 
 
-def test_unreachable_gateway_fails_every_qpu_subexperiment_over_to_the_cpu(tmp_path, token_file, monkeypatch):
-    use_gateway(monkeypatch, f"http://127.0.0.1:{free_port()}", token_file, attempts=2)
-    report = run_local(spec(), tmp_path / "failover")
+def test_unreachable_gateway_fails_every_qpu_subexperiment_over_to_the_cpu(tmp_path, token_file):
+    settings = use_gateway(f"http://127.0.0.1:{free_port()}", token_file, attempts=2)
+    report = run_local(spec(), tmp_path / "failover", gateway=settings)
     failovers = report["provenance"]["failovers"]
     assert (
         len(failovers) == 250
@@ -93,12 +88,12 @@ def test_unreachable_gateway_fails_every_qpu_subexperiment_over_to_the_cpu(tmp_p
     assert "failovers       250 subexperiments" in (tmp_path / "failover" / "summary.txt").read_text()
 
 
-def test_partial_failover_when_the_shot_budget_runs_out(tmp_path, token_file, monkeypatch):
+def test_partial_failover_when_the_shot_budget_runs_out(tmp_path, token_file):
     # Room for two of the four 64-circuit jobs (noiseless aer keeps this quick): later jobs get a 403.
     gateway = GatewayProcess(tmp_path, gateway_config(shot_budget=128 * SHOTS)).start()
     try:
-        use_gateway(monkeypatch, gateway.url, token_file, backend="aer")
-        report = run_local(spec(), tmp_path / "partial", workers=1, batch_size=64)
+        settings = use_gateway(gateway.url, token_file, backend="aer")
+        report = run_local(spec(), tmp_path / "partial", workers=1, batch_size=64, gateway=settings)
     finally:
         gateway.stop()
     ran = report["provenance"]["backend_per_subexperiment"]

@@ -11,7 +11,7 @@ import yaml
 from qhybrid.blueprint.config import load_stack_file
 from qhybrid.blueprint.names import WORKER_LABELS
 from qhybrid.blueprint.pools import KUEUE_QUEUE_LABEL
-from qhybrid.cli.workflow import run_in_process
+from qhybrid.cli import run_in_process
 from qhybrid.cutting.policies import POLICIES
 from qhybrid.pipeline.rundir import RunDir
 from qhybrid.pipeline.runner import run_local

@@ -27,7 +27,7 @@ from qhybrid.blueprint.names import (
     WORKER_LABELS,
 )
 from qhybrid.blueprint.pools import POOL_LABEL
-from qhybrid.cli.workflow import run_in_process
+from qhybrid.cli import run_in_process
 from qhybrid.pipeline.runner import run_local
 from qhybrid.spec import RunSpec
 from qhybrid.workflow.build import to_yaml

@@ -341,7 +341,12 @@ def test_build_stage_copies_what_setuptools_reads(name):
         copied.update(Path(w).as_posix().rstrip("/") for w in words[:-1])
     project = pyproject()
     needed = {"pyproject.toml", project["project"]["readme"]}
-    needed |= {Path(d).parts[0] for d in project["tool"]["setuptools"]["package-dir"].values()}
+    setuptools = project["tool"]["setuptools"]
+    for package, folder in setuptools["package-dir"].items():
+        if Path(folder).parts:
+            needed.add(Path(folder).parts[0])
+        else:  # the repository root itself (qhybrid.project): only its package data is read
+            needed |= {Path(pattern).parts[0] for pattern in setuptools["package-data"][package]}
     assert needed <= copied, f"the build stage misses {sorted(needed - copied)}"
 
 
@@ -480,7 +485,8 @@ def test_dockerignore_lets_in_what_the_images_copy():
                     continue
                 for source in instruction.value.split()[:-1]:
                     files = [source] if (ROOT / source).is_file() else [
-                        p.relative_to(ROOT).as_posix() for p in (ROOT / source).rglob("*.py")
+                        p.relative_to(ROOT).as_posix() for p in (ROOT / source).rglob("*")
+                        if p.suffix in (".py", ".yaml", ".json")
                     ]  # fmt: skip
                     assert files, f"{name}: COPY {source}: nothing there"
                     kept_out = [f for f in files if ignored(f)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from qhybrid import atomic
 from qhybrid.cutting.policies import POLICIES, get_policy
 from qhybrid.errors import InputError
-from qhybrid.pipeline import atomic
 from qhybrid.pipeline.rundir import pending_ranges
 from qhybrid.spec import RunSpec
 

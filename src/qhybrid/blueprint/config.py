@@ -3,7 +3,7 @@
 The declarations (type, default, description, secret) are read from the
 project file itself, so a default is never repeated in code. Values come either
 from the Pulumi engine (``from_pulumi``, in the program) or from a stack file
-(``load_stack_file``, for ``qhybrid render`` and tests). Either way every value
+(``load_stack_file``, for ``qhybrid platform render`` and tests). Either way every value
 is checked before any resource exists, and an error names the config key.
 Secret values never enter StackConfig: it records only which secrets are set.
 """
@@ -28,8 +28,8 @@ PROJECT_FILE_NAME = "Pulumi.yaml"
 STACKS_DIR_NAME = "stacks"
 # A source checkout: src/qhybrid/blueprint/config.py -> the repository root.
 _CHECKOUT_DIR = Path(__file__).resolve().parents[3]
-# A wheel ships Pulumi.yaml and stacks/ as package data of ``qhybrid.project``.
-_PACKAGED_PROJECT = "qhybrid.project"
+# A wheel ships Pulumi.yaml and stacks/ as data beside the package (pyproject's qhybrid.project).
+_PACKAGED_DIR = Path(__file__).resolve().parents[1] / "project"
 CLUSTERS = ("kind", "eks")
 ARTIFACT_STORES = ("pvc", "s3")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -79,14 +79,7 @@ def find_project_dir(explicit: Path | None = None) -> Path:
         if not _is_our_project(explicit):
             raise InputError("--project-dir", f"{explicit} holds no Pulumi.yaml of project {PROJECT!r}")
         return explicit
-    candidates = [Path.cwd(), _CHECKOUT_DIR]
-    try:
-        from importlib.resources import files
-
-        candidates.append(Path(str(files(_PACKAGED_PROJECT))))
-    except (ModuleNotFoundError, TypeError):
-        pass
-    for candidate in candidates:
+    for candidate in (Path.cwd(), _CHECKOUT_DIR, _PACKAGED_DIR):
         if _is_our_project(candidate):
             return candidate
     raise InputError(

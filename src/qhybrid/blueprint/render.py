@@ -1,4 +1,4 @@
-"""``qhybrid render``: every manifest the blueprint builds, as YAML, without Pulumi.
+"""``qhybrid platform render``: every manifest the blueprint builds, as YAML, without Pulumi.
 
 For review and GitOps. Upstream charts are not rendered (Helm does that); their
 values are, one file per chart. Secret values never leave Pulumi: rendered
@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
+from qhybrid import atomic
 from qhybrid.blueprint import argo, gateway, kueue, monitoring
 from qhybrid.blueprint.config import StackConfig
-from qhybrid.pipeline import atomic
 
 
 def secret_placeholder(key: str) -> str:

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from qhybrid import __version__
+from qhybrid.cli.errors import run_command
 from qhybrid.cli.gateway import gateway_app
 from qhybrid.cli.ops import drift, gameday
 from qhybrid.cli.platform import platform_app
@@ -48,6 +49,11 @@ def root(
     ] = False,
 ) -> None:
     """Hybrid quantum-classical workflows: circuit cutting, its platform and its test harness."""
+
+
+def run_in_process(args: list[str]) -> int:
+    """Run ``qhybrid ARGS`` in this process, as a workflow pod's container would; return its exit code."""
+    return run_command(typer.main.get_command(app), args)
 
 
 def main() -> None:

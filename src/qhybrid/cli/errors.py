@@ -1,10 +1,11 @@
-"""How the command line reports a user error: one line on stderr, exit code 2."""
+"""How the command line reports a user error (one line on stderr, exit code 2) and runs nested commands."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 
@@ -26,3 +27,13 @@ def user_errors() -> Iterator[None]:
         yield
     except QhybridError as error:
         raise fail(str(error)) from None
+
+
+def run_command(command: Any, args: list[str]) -> int:
+    """Run ``command`` (the root ``qhybrid`` command, say) with ``args`` here; return its exit code."""
+    try:
+        # Without standalone mode click returns an Exit's code instead of exiting.
+        code = command.main(args=args, prog_name="qhybrid", standalone_mode=False)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return int(code or 0)

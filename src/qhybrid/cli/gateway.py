@@ -7,7 +7,6 @@ so ``qhybrid --help`` stays fast.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -21,22 +20,6 @@ gateway_app = typer.Typer(no_args_is_help=True, help="The QPU gateway service an
 DEFAULT_STATE_DIR = Path("runs/gateway")
 LOCAL_CLIENT = "local"
 LOCAL_TOKEN_FILE = "local-client.token"
-
-
-def write_token_file(path: Path, token: str) -> None:
-    """Write a token to ``path`` readable by its owner only, atomically."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(token + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _lock_state_dir(state_dir: Path) -> object:
@@ -76,7 +59,7 @@ def serve(
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT; accepted jobs survive a restart."""
     from qhybrid.errors import QhybridError
-    from qhybrid.gateway.auth import hash_token, new_token
+    from qhybrid.gateway.auth import hash_token, new_token, write_token_file
     from qhybrid.gateway.config import ClientConfig, default_config, load_config
     from qhybrid.gateway.credentials import CredentialStore, RedactingFilter
 
@@ -158,7 +141,7 @@ def new_token_command(
     name: Annotated[str, typer.Option(help="Client name for the config snippet.")] = "qhybrid-workflow",
 ) -> None:
     """Mint a client token into a file and print the config entry (with its hash) for it."""
-    from qhybrid.gateway.auth import hash_token, new_token
+    from qhybrid.gateway.auth import hash_token, new_token, write_token_file
 
     if out.exists():
         raise fail(f"--out: {out} exists; remove it first or choose another path")

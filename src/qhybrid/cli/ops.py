@@ -38,9 +38,14 @@ def gameday(
 
 def drift(
     old: Annotated[
-        Path | None, typer.Argument(help="report.json, run directory or baseline file.", show_default=False)
+        Path | None,
+        typer.Argument(
+            metavar="OLD", help="report.json, run directory or baseline file.", show_default=False
+        ),
     ] = None,
-    new: Annotated[Path | None, typer.Argument(help="The same kinds.", show_default=False)] = None,
+    new: Annotated[
+        Path | None, typer.Argument(metavar="NEW", help="The same kinds.", show_default=False)
+    ] = None,
     check: Annotated[
         Path | None,
         typer.Option(

@@ -80,7 +80,7 @@ def step_batches(
     ] = None,
 ) -> None:
     """Split each branch's unique subexperiments into batches (JSON lists for Argo's withParam)."""
-    from qhybrid.pipeline import atomic
+    from qhybrid import atomic
     from qhybrid.pipeline.rundir import RunDir
     from qhybrid.workflow.batching import parse_slots, split_batches
 

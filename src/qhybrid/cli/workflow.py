@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from qhybrid.cli.errors import user_errors
+from qhybrid.cli.errors import run_command, user_errors
 from qhybrid.cli.options import PerPod, ProjectDir, Stack, problem_options
 from qhybrid.spec import ProblemFlags
 
@@ -46,7 +47,7 @@ def render(
     per_pod: PerPod = None,
 ) -> None:
     """Write the Argo Workflow of a cutting run (same options as `qhybrid run cutting`) as YAML."""
-    from qhybrid.pipeline import atomic
+    from qhybrid import atomic
     from qhybrid.workflow.build import to_yaml
 
     with user_errors():
@@ -61,6 +62,7 @@ def render(
 @workflow_app.command("replay")
 @problem_options
 def replay_command(
+    ctx: typer.Context,
     problem: ProblemFlags,
     root: Annotated[Path, typer.Option(help="Local folder standing in for the pods' volumes.")],
     file: Annotated[
@@ -73,7 +75,7 @@ def replay_command(
     """Run a rendered workflow's step containers here, in its DAG order, and print the summary."""
     import yaml
 
-    from qhybrid.pipeline import atomic
+    from qhybrid import atomic
     from qhybrid.pipeline.report import summary_text
     from qhybrid.pipeline.rundir import RunDir
     from qhybrid.workflow.replay import replay
@@ -83,21 +85,10 @@ def replay_command(
             workflow = _checked_workflow(stack, project_dir, problem, per_pod)
         else:
             workflow = yaml.safe_load(file.read_text(encoding="utf-8"))
-        done = replay(workflow, root, runner=run_in_process)
+        # Each pod's args go to this same command line (the root command), in this process.
+        done = replay(workflow, root, runner=functools.partial(run_command, ctx.find_root().command))
         report = atomic.read_json(RunDir(done.run_dir).report_file)
     sys.stdout.write(summary_text(report))
-
-
-def run_in_process(args: list[str]) -> int:
-    """Run ``qhybrid ARGS`` in this process (the entry points' own CLI); return its exit code."""
-    from qhybrid.cli import app
-
-    try:
-        # Without standalone mode click returns an Exit's code instead of exiting.
-        code = app(args=args, prog_name="qhybrid", standalone_mode=False)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return int(code or 0)
 
 
 @workflow_app.command("submit")
@@ -119,7 +110,7 @@ def submit(
     per_pod: PerPod = None,
 ) -> None:
     """Render, create the Workflow through the Kubernetes API, follow it to the end, fetch the report."""
-    from qhybrid.pipeline import atomic
+    from qhybrid import atomic
     from qhybrid.pipeline.report import summary_text
     from qhybrid.pipeline.rundir import RunDir
     from qhybrid.workflow.submit import custom_objects_api, submit_and_wait

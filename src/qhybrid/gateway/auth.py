@@ -15,8 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import os
 import secrets
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qhybrid.gateway.config import ClientConfig
@@ -35,6 +38,20 @@ def new_token() -> str:
 def hash_token(token: str) -> str:
     """Return the hex SHA-256 of a token, as the config's ``token_sha256`` stores it."""
     return hashlib.sha256(token.strip().encode("utf-8")).hexdigest()
+
+
+def write_token_file(path: Path, token: str) -> None:
+    """Write a token to ``path`` readable by its owner only, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(token + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)

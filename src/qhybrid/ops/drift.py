@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from qhybrid import atomic
 from qhybrid.errors import InputError, QhybridError
-from qhybrid.pipeline import atomic
 from qhybrid.pipeline.rundir import RunDir
 from qhybrid.spec import RunSpec
 

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qhybrid import atomic
 from qhybrid.errors import InputError
-from qhybrid.pipeline import atomic
 from qhybrid.pipeline.rundir import RunDir
 
 WORKSPACE_ENV = "QHYBRID_CHAOS_WORKSPACE"

@@ -2,5 +2,5 @@
 
 Each step is one module and one entry point that a local process or a workflow pod
 calls (``qhybrid step ...``); ``rundir`` owns the directory's layout and file
-formats, ``atomic`` the writes, ``runner`` and ``worker`` the local process pool.
+formats (written through ``qhybrid.atomic``), ``runner`` and ``worker`` the local process pool.
 """

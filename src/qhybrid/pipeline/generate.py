@@ -12,13 +12,13 @@ from typing import Any
 
 from qiskit import qasm3
 
+from qhybrid import atomic
 from qhybrid.backends import SIMULATOR_BACKENDS, GatewaySettings, get_backend
 from qhybrid.cutting.fingerprint import circuit_fingerprint, observable_fingerprint
 from qhybrid.cutting.observables import format_pauli_sum
 from qhybrid.cutting.plan import build_plan, generate_subexperiments
 from qhybrid.cutting.policies import get_policy
 from qhybrid.errors import InputError, RunDirError
-from qhybrid.pipeline import atomic
 from qhybrid.pipeline.rundir import SHARD_SIZE, RunDir, write_shards
 from qhybrid.provenance import environment
 from qhybrid.spec import RunSpec, problem_of

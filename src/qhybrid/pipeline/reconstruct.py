@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 from qiskit.quantum_info import SparsePauliOp
 
+from qhybrid import atomic
 from qhybrid.backends import OutcomeDistribution
 from qhybrid.cutting.exact import exact_term_values
 from qhybrid.cutting.problem import EXACT_REFERENCE_MAX_QUBITS, parse_qasm
 from qhybrid.cutting.reconstruct import reconstruct
 from qhybrid.errors import RunDirError
-from qhybrid.pipeline import atomic
 from qhybrid.pipeline.rundir import RunDir
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from qhybrid.pipeline import atomic
+from qhybrid import atomic
 from qhybrid.pipeline.rundir import RunDir
 from qhybrid.provenance import environment
 

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 from qiskit import QuantumCircuit, qpy
 
+from qhybrid import atomic
 from qhybrid.cutting.outcomes import OutcomeDistribution
 from qhybrid.cutting.plan import CuttingPlan
 from qhybrid.errors import RunDirError
-from qhybrid.pipeline import atomic
 from qhybrid.spec import RunSpec
 
 SHARD_SIZE = 16

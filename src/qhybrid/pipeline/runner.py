@@ -22,9 +22,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from qhybrid import atomic
 from qhybrid.backends import GatewaySettings
 from qhybrid.errors import InputError, QhybridError
-from qhybrid.pipeline import atomic
 from qhybrid.pipeline.execute import execute
 from qhybrid.pipeline.generate import generate
 from qhybrid.pipeline.reconstruct import reconstruct_run

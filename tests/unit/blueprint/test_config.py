@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import fields
 
 import pytest
@@ -11,9 +12,12 @@ from qhybrid.blueprint.config import (
     StackConfig,
     _camel,
     declarations,
+    find_project_dir,
     load_stack_config,
     load_stack_file,
 )
+from qhybrid.errors import InputError
+from tests.conftest import REPO
 
 SECRETS = {"qhybrid:grafanaAdminPassword"}
 
@@ -93,16 +97,34 @@ def test_deploy_needs_its_secrets_but_render_does_not():
 
 
 def test_stack_file_secure_values_count_as_secrets(tmp_path):
-    (tmp_path / "Pulumi.x.yaml").write_text(
+    # Given a project folder of one's own (--project-dir) with the declarations and two stacks,
+    shutil.copyfile(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.x.yaml").write_text(
         "config:\n  qhybrid:qpuProviderToken:\n    secure: AAABAJ==\n  qhybrid:cpuQuotaCpu: 3\n"
     )
-    from qhybrid.blueprint import config as config_module
-
-    loaded = config_module.load_stack_file("x", tmp_path)
+    loaded = load_stack_file("x", project_dir=tmp_path)
     assert loaded.secrets_set == {"qpuProviderToken"}
-    (tmp_path / "Pulumi.y.yaml").write_text("config:\n  qhybrid:qpuProviderToken: plain\n")
+    (tmp_path / "stacks" / "Pulumi.y.yaml").write_text("config:\n  qhybrid:qpuProviderToken: plain\n")
     with pytest.raises(ConfigError, match="plain text"):
-        config_module.load_stack_file("y", tmp_path)
+        load_stack_file("y", project_dir=tmp_path)
+
+
+def test_the_project_folder_is_found_or_named_in_one_line(tmp_path, monkeypatch):
+    # The current folder wins when it holds qhybrid's Pulumi.yaml (as pulumi itself looks there),
+    shutil.copytree(REPO / "stacks", tmp_path / "stacks")
+    shutil.copyfile(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert find_project_dir() == tmp_path
+    # a folder holding another project's Pulumi.yaml is not ours,
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "Pulumi.yaml").write_text("name: someone-else\nruntime: python\n")
+    with pytest.raises(InputError, match="--project-dir: .* holds no Pulumi.yaml of project 'qhybrid'"):
+        find_project_dir(other)
+    # and elsewhere the checkout this module came from is used.
+    monkeypatch.chdir(other)
+    assert find_project_dir() == REPO
 
 
 def test_unknown_stack_lists_the_stacks():

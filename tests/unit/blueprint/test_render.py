@@ -1,4 +1,4 @@
-"""`qhybrid render`: every manifest for each stack, schema-valid and structurally sound."""
+"""`qhybrid platform render`: every manifest for each stack, schema-valid and structurally sound."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ STACKS = ["kind", "eks"]
 @pytest.fixture(scope="module", params=STACKS)
 def rendered(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("rendered")
-    result = run_cli("render", "--stack", request.param, "--out", str(out))
+    result = run_cli("platform", "render", "--stack", request.param, "--out", str(out))
     assert result.returncode == 0, result.stderr
     files = [line for line in result.stdout.splitlines() if line]
     return request.param, out / request.param, files
@@ -71,7 +71,7 @@ def test_rendered_secrets_hold_placeholders_never_values(rendered):
 def test_bad_stack_config_gives_one_line_naming_the_key(tmp_path):
     stacks = tmp_path / "stacks"
     stacks.mkdir()
-    result = run_cli("render", "--stack", "nope", "--out", str(tmp_path / "out"))
+    result = run_cli("platform", "render", "--stack", "nope", "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert result.stderr.startswith("qhybrid: error: --stack: no stack 'nope'")
     assert not (tmp_path / "out").exists()

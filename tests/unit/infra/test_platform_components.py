@@ -1,41 +1,32 @@
-"""Argo, Kueue and QPU gateway components under Pulumi's mocks: graph, ordering, secrets."""
+"""Argo, Kueue and QPU gateway components of the real program (infra/stack.py) under Pulumi's mocks.
+
+Checks that need the resource graph (parents, explicit dependencies, providers) use
+the recording monitor in conftest.py, because Pulumi's public Mocks do not see
+them. Checks on what each resource receives use only the public mock API
+(``pulumi.runtime.set_mocks`` and ``@pulumi.runtime.test``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
-import pulumi_kubernetes as k8s
+import pulumi
 import pytest
 
-from qhybrid.blueprint.config import from_pulumi, secret_value
+from qhybrid.blueprint import monitoring
 from qhybrid.blueprint.versions import ARGO_WORKFLOWS, KUEUE
 from tests.unit.infra.conftest import SECRET_KEYS, run_program, stack_values
 
+PROGRAM_PARTS = ("qhybrid:argo:ArgoWorkflows", "qhybrid:kueue:Kueue", "qhybrid:gateway:QpuGateway")
+
 
 def platform_program():
-    from infra.argo import ArgoWorkflows, ArgoWorkflowsArgs
-    from infra.gateway import QpuGateway, QpuGatewayArgs
-    from infra.kueue import Kueue, KueueArgs
+    # The program `pulumi up` runs, not a stand-in assembled here.
+    from infra.stack import build_stack
 
-    config = from_pulumi()
-    provider = k8s.Provider("k8s", kubeconfig="apiVersion: v1")
-    argo = ArgoWorkflows(
-        "argo",
-        ArgoWorkflowsArgs(
-            config=config,
-            provider=provider,
-            s3_access_key=secret_value("artifactS3AccessKey"),
-            s3_secret_key=secret_value("artifactS3SecretKey"),
-        ),
-    )
-    Kueue(
-        "kueue",
-        KueueArgs(config=config, provider=provider, workflow_namespace=argo.workflow_namespace_resource),
-    )
-    QpuGateway(
-        "qpu-gateway",
-        QpuGatewayArgs(config=config, provider=provider, provider_token=secret_value("qpuProviderToken")),
-    )
+    return build_stack()
 
 
 @pytest.fixture(scope="module", params=["kind", "eks"])
@@ -53,8 +44,9 @@ def depends_on(graph, resource, other) -> bool:
 
 
 def test_every_child_has_its_component_as_parent_and_uses_the_cluster_provider(graph):
-    provider = graph.named("k8s")
-    for type_ in ("qhybrid:argo:ArgoWorkflows", "qhybrid:kueue:Kueue", "qhybrid:gateway:QpuGateway"):
+    [cluster] = graph.of_type("qhybrid:cluster:Cluster")
+    [provider] = [r for r in graph.of_type("pulumi:providers:kubernetes") if r.parent == cluster.urn]
+    for type_ in PROGRAM_PARTS:
         parent = component(graph, type_)
         children = graph.children_of(parent)
         assert children, type_
@@ -142,3 +134,74 @@ def test_gateway_pods_start_after_they_may_review_tokens(graph):
     [binding] = graph.kubernetes_objects("ClusterRoleBinding")
     assert binding.inputs["roleRef"]["name"] == "system:auth-delegator"
     assert depends_on(graph, deployment, binding)
+
+
+# --------------------------------------------------------------------------- public mock API only
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Pulumi's public Mocks, remembering what each resource was given."""
+
+    def __init__(self) -> None:
+        self.created: list[pulumi.runtime.MockResourceArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        self.created.append(args)
+        outputs = dict(args.inputs)
+        if args.typ == "command:local:Command":
+            outputs.setdefault("stdout", "apiVersion: v1\nkind: Config\nclusters: []\n")
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
+        return {}, []
+
+    def releases(self) -> dict[str, dict[str, Any]]:
+        return {
+            a.inputs["name"]: a.inputs for a in self.created if a.typ == "kubernetes:helm.sh/v3:Release"
+        }
+
+
+MOCKS = RecordingMocks()
+
+
+@pytest.fixture
+def fresh_event_loop():
+    # The graph fixture's runs (and the gateway tests' asyncio.run) leave other loops behind;
+    # the decorated test must create its Outputs on the loop that @pulumi.runtime.test drives.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    from pulumi.runtime.settings import SETTINGS
+
+    SETTINGS.rpc_manager.clear()
+    SETTINGS.outputs.clear()
+
+
+@pulumi.runtime.test
+def run_kind_program() -> Any:
+    """Run the real program for the kind stack under the public mocks; return when every resource is in."""
+    MOCKS.created.clear()
+    pulumi.runtime.set_mocks(MOCKS, project="qhybrid", stack="kind", preview=False)
+    pulumi.runtime.set_all_config({k: str(v) for k, v in stack_values("kind").items()}, SECRET_KEYS)
+    from infra.stack import build_stack
+
+    return pulumi.Output.all(*build_stack().values())
+
+
+def test_the_program_installs_argo_and_kueue_with_their_metrics_values(fresh_event_loop):
+    # Given the monitoring part's scrape settings, when the program runs,
+    run_kind_program()
+    releases = MOCKS.releases()
+    # then each chart gets them: a component built without extra_values would not.
+    controller = releases["argo-workflows"]["values"]["controller"]
+    for key, value in monitoring.argo_metrics_values()["controller"].items():
+        assert controller[key] == value, key
+    for key, value in monitoring.kueue_metrics_values().items():
+        assert releases["kueue"]["values"][key] == value, key
+    assert releases["argo-workflows"]["version"] == ARGO_WORKFLOWS.version
+    assert releases["kueue"]["version"] == KUEUE.version
+
+
+def test_the_provider_token_reaches_only_its_secret(fresh_event_loop):
+    run_kind_program()
+    token = "provider-token-secret-value"
+    holders = [(a.typ, a.name) for a in MOCKS.created if token in json.dumps(a.inputs, default=str)]
+    assert len(holders) == 1 and holders[0][0] == "kubernetes:core/v1:Secret", holders
