@@ -6,14 +6,14 @@ This is the one place that knows how the problem flags (``--qubits``,
 :func:`spec_to_args` writes a spec as the flags that rebuild it exactly (same
 spec hash), which is how a workflow's generate pod receives its problem. The
 command-line declarations of these flags (``qhybrid.cli.options``) are built
-from :data:`PROBLEM_FLAG_HELP` and the defaults here, so a default is written once.
+from :data:`PROBLEM_FLAGS` and the defaults here, so a flag and its default are written once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,77 +101,99 @@ class RunSpec:
         return hashlib.sha256(encoded).hexdigest()
 
 
-@dataclass(frozen=True, kw_only=True)
-class ProblemFlags:
-    """The problem flags as given on a command line: None means "not given, use the default".
+@dataclass(frozen=True)
+class ProblemFlag:
+    """One problem flag: its name (``max_width`` is ``--max-width``), value type, help, shown default."""
 
-    Each field is the flag of the same name (``max_width`` is ``--max-width``).
-    """
+    name: str
+    type: type
+    help: str
+    shown_default: str | None = None  # what --help says the default is; None: no default
 
-    qubits: int | None = None
-    reps: int | None = None
-    circuit: Path | None = None
-    observable: str | None = None
-    partition: str | None = None
-    max_width: int | None = None
-    mode: str | None = None
-    shots: int | None = None
-    seed: int | None = None
-    policy: str | None = None
-
-    def given(self) -> bool:
-        """Return whether any flag was given."""
-        return any(getattr(self, f.name) is not None for f in fields(self))
+    @property
+    def flag(self) -> str:
+        """Return the flag as typed on a command line."""
+        return "--" + self.name.replace("_", "-")
 
 
-def flag_name(field_name: str) -> str:
-    """Return the command-line flag of a :class:`ProblemFlags` field (``max_width`` -> ``--max-width``)."""
-    return "--" + field_name.replace("_", "-")
-
-
-# Help text of each problem flag; qhybrid.cli.options declares the options from it.
-PROBLEM_FLAG_HELP: dict[str, tuple[str, str | None]] = {
-    # field: (help, default shown in --help, or None when there is none)
-    "qubits": ("Qubits of the reference circuit.", str(SCENARIOS[SCENARIO_NAME].default_qubits)),
-    "reps": ("Repetitions of the reference ansatz.", str(SCENARIOS[SCENARIO_NAME].default_reps)),
-    "circuit": ("Your circuit, OpenQASM 2 or 3 (instead of the reference circuit).", None),
-    "observable": (
+# The problem flags, declared once: qhybrid.cli.options builds the options from this table.
+PROBLEM_FLAGS: tuple[ProblemFlag, ...] = (
+    ProblemFlag(
+        "qubits", int, "Qubits of the reference circuit.", str(SCENARIOS[SCENARIO_NAME].default_qubits)
+    ),
+    ProblemFlag(
+        "reps", int, "Repetitions of the reference ansatz.", str(SCENARIOS[SCENARIO_NAME].default_reps)
+    ),
+    ProblemFlag("circuit", Path, "Your circuit, OpenQASM 2 or 3 (instead of the reference circuit)."),
+    ProblemFlag(
+        "observable",
+        str,
         'Pauli sum such as "0.5*ZZII + XIXI" (Qiskit order), or a file holding one.',
         "the scenario's",
     ),
-    "partition": ("One partition label per qubit, qubit 0 first, e.g. AAAAABBBBB.", "the scenario's"),
-    "max_width": ("Find cuts automatically so no subcircuit is wider (instead of --partition).", None),
-    "mode": (f"{' | '.join(MODES)}.", DEFAULT_MODE),
-    "shots": ("Shots per subexperiment in sampled mode.", str(DEFAULT_SHOTS)),
-    "seed": ("Run seed; every random choice derives from it.", str(DEFAULT_SEED)),
-    "policy": (f"Backend policy: {' | '.join(POLICIES)}.", DEFAULT_POLICY),
-}
+    ProblemFlag(
+        "partition", str, "One partition label per qubit, qubit 0 first, e.g. AAAAABBBBB.", "the scenario's"
+    ),
+    ProblemFlag(
+        "max_width", int, "Find cuts automatically so no subcircuit is wider (instead of --partition)."
+    ),
+    ProblemFlag("mode", str, f"{' | '.join(MODES)}.", DEFAULT_MODE),
+    ProblemFlag("shots", int, "Shots per subexperiment in sampled mode.", str(DEFAULT_SHOTS)),
+    ProblemFlag("seed", int, "Run seed; every random choice derives from it.", str(DEFAULT_SEED)),
+    ProblemFlag("policy", str, f"Backend policy: {' | '.join(POLICIES)}.", DEFAULT_POLICY),
+)
+_FLAGS_BY_NAME = {flag.name: flag for flag in PROBLEM_FLAGS}
+
+
+@dataclass(frozen=True)
+class ProblemFlags:
+    """The problem flags as given on a command line, by name; None (or absent) means "not given"."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse names that are not problem flags (a typo would otherwise be ignored)."""
+        unknown = sorted(set(self.values) - set(_FLAGS_BY_NAME))
+        if unknown:
+            raise ValueError(f"not problem flags: {unknown}")
+
+    def get(self, name: str) -> Any:
+        """Return the value given for flag ``name``, or None."""
+        if name not in _FLAGS_BY_NAME:
+            raise KeyError(name)
+        return self.values.get(name)
+
+    def given(self) -> bool:
+        """Return whether any flag was given."""
+        return any(value is not None for value in self.values.values())
 
 
 def spec_from_flags(flags: ProblemFlags) -> RunSpec:
     """Build a spec from problem flags, reading files and filling defaults."""
-    mode = flags.mode or DEFAULT_MODE
-    shots = DEFAULT_SHOTS if mode == "sampled" and flags.shots is None else flags.shots
+    given = flags.get
+    mode = given("mode") or DEFAULT_MODE
+    shots = DEFAULT_SHOTS if mode == "sampled" and given("shots") is None else given("shots")
     common: dict[str, Any] = {
-        "partition": flags.partition,
-        "max_width": flags.max_width,
+        "partition": given("partition"),
+        "max_width": given("max_width"),
         "mode": mode,
         "shots": shots,
-        "seed": DEFAULT_SEED if flags.seed is None else flags.seed,
-        "policy": flags.policy or DEFAULT_POLICY,
+        "seed": DEFAULT_SEED if given("seed") is None else given("seed"),
+        "policy": given("policy") or DEFAULT_POLICY,
     }
-    if flags.circuit is not None:
-        if flags.qubits is not None or flags.reps is not None:
+    circuit = given("circuit")
+    if circuit is not None:
+        if given("qubits") is not None or given("reps") is not None:
             raise InputError("--qubits/--reps", "shape only the reference circuit; drop them with --circuit")
-        text, parsed = read_circuit_file(flags.circuit)
-        observable = _observable_text(flags.observable, parsed.num_qubits)
-        return RunSpec(circuit_qasm=text, circuit_source=str(flags.circuit), observable=observable, **common)
-    width = flags.qubits or SCENARIOS[SCENARIO_NAME].default_qubits
+        text, parsed = read_circuit_file(Path(circuit))
+        observable = _observable_text(given("observable"), parsed.num_qubits)
+        return RunSpec(circuit_qasm=text, circuit_source=str(circuit), observable=observable, **common)
+    width = given("qubits") or SCENARIOS[SCENARIO_NAME].default_qubits
     return RunSpec(
         scenario=SCENARIO_NAME,
-        qubits=flags.qubits,
-        reps=flags.reps,
-        observable=_observable_text(flags.observable, width),
+        qubits=given("qubits"),
+        reps=given("reps"),
+        observable=_observable_text(given("observable"), width),
         **common,
     )
 
@@ -190,14 +212,14 @@ def spec_to_args(spec: RunSpec, *, circuit_path: str | None = None) -> list[str]
     caller puts that text (a workflow's generate pod gets it as a raw artifact).
     """
     args: list[str] = []
-    if spec.circuit_qasm is not None:
-        if circuit_path is None:
-            raise ValueError("this spec holds its own circuit: give the path where its text will be")
-        args += [flag_name("circuit"), circuit_path]
-    for name in ("qubits", "reps", "observable", "partition", "max_width", "mode", "shots", "seed", "policy"):
-        value = getattr(spec, name)
-        if value is not None:
-            args += [flag_name(name), str(value)]
+    for flag in PROBLEM_FLAGS:
+        if flag.name == "circuit":
+            if spec.circuit_qasm is not None:
+                if circuit_path is None:
+                    raise ValueError("this spec holds its own circuit: give the path where its text will be")
+                args += [flag.flag, circuit_path]
+        elif (value := getattr(spec, flag.name)) is not None:
+            args += [flag.flag, str(value)]
     return args
 
 

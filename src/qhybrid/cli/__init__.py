@@ -12,12 +12,12 @@ from typing import Annotated
 import typer
 
 from qhybrid import __version__
-from qhybrid.cli.errors import run_command
 from qhybrid.cli.gateway import gateway_app
 from qhybrid.cli.ops import drift, gameday
 from qhybrid.cli.platform import platform_app
 from qhybrid.cli.run import run_app
 from qhybrid.cli.step import step_app
+from qhybrid.cli.terminal import run_command
 from qhybrid.cli.workflow import workflow_app
 
 app = typer.Typer(

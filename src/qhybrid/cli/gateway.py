@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from qhybrid.cli.errors import fail
+from qhybrid.cli.terminal import fail
 
 gateway_app = typer.Typer(no_args_is_help=True, help="The QPU gateway service and its client tokens.")
 

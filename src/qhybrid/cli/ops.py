@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from qhybrid.cli.errors import user_errors
+from qhybrid.cli.terminal import user_errors
 
 
 def gameday(

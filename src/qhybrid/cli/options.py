@@ -14,104 +14,128 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from qhybrid.backends.qpu import DEFAULT_JOB_TIMEOUT_S, DEFAULT_MAX_ATTEMPTS, GatewaySettings
-from qhybrid.cli.errors import user_errors
-from qhybrid.spec import PROBLEM_FLAG_HELP, ProblemFlags
+from qhybrid.cli.terminal import user_errors
+from qhybrid.spec import PROBLEM_FLAGS, ProblemFlag, ProblemFlags
+
+if TYPE_CHECKING:
+    from qhybrid.blueprint.config import StackConfig
 
 Command = TypeVar("Command", bound=Callable[..., Any])
-_PROBLEM_TYPES: dict[str, Any] = {
-    "qubits": int,
-    "reps": int,
-    "circuit": Path,
-    "observable": str,
-    "partition": str,
-    "max_width": int,
-    "mode": str,
-    "shots": int,
-    "seed": int,
-    "policy": str,
-}
 _PROBLEM_PANEL = "Problem"
 _GATEWAY_PANEL = "QPU gateway"
 
 
-def _problem_option(name: str) -> Any:
-    help_text, shown_default = PROBLEM_FLAG_HELP[name]
+def _problem_option(flag: ProblemFlag) -> tuple[Any, Any]:
+    """Return (annotation, default) of one problem flag's option: every one defaults to "not given"."""
     option = typer.Option(
-        help=help_text,
-        show_default=shown_default if shown_default is not None else False,
+        help=flag.help,
+        show_default=flag.shown_default if flag.shown_default is not None else False,
         rich_help_panel=_PROBLEM_PANEL,
     )
-    return Annotated[_PROBLEM_TYPES[name] | None, option]
+    return Annotated[flag.type | None, option], None
 
 
-PROBLEM_OPTIONS: dict[str, Any] = {name: _problem_option(name) for name in PROBLEM_FLAG_HELP}
+PROBLEM_OPTIONS: dict[str, tuple[Any, Any]] = {flag.name: _problem_option(flag) for flag in PROBLEM_FLAGS}
+
+
+def _gateway_option(
+    kind: Any, default: Any, suffix: str, help_text: str, shown: str | bool = True
+) -> tuple[Any, Any]:
+    """Return (annotation, default) of ``--gateway-<suffix>``, also read from QHYBRID_GATEWAY_<SUFFIX>."""
+    option = typer.Option(
+        envvar="QHYBRID_GATEWAY_" + suffix.upper().replace("-", "_"),
+        help=help_text,
+        show_default=shown,
+        rich_help_panel=_GATEWAY_PANEL,
+    )
+    return Annotated[kind, option], default
+
 
 GATEWAY_OPTIONS: dict[str, tuple[Any, Any]] = {
-    # parameter: (annotation, default)
-    "gateway_url": (
-        Annotated[
-            str | None,
-            typer.Option(
-                envvar="QHYBRID_GATEWAY_URL",
-                help="QPU gateway URL for the qpu backend (policy width).",
-                show_default="none: the qpu backend refuses to start",
-                rich_help_panel=_GATEWAY_PANEL,
-            ),
-        ],
-        None,
+    "gateway_url": _gateway_option(
+        str | None, None, "url", "QPU gateway URL for the qpu backend (policy width).",
+        "none: the qpu backend refuses to start",
     ),
-    "gateway_token_file": (
+    "gateway_token_file": _gateway_option(
+        Path | None, None, "token-file", "File holding this workflow's bearer token for the gateway.", False
+    ),
+    "gateway_backend": _gateway_option(
+        str | None, None, "backend", "Gateway backend to use.", "the gateway's default"
+    ),
+    "gateway_max_attempts": _gateway_option(
+        int, DEFAULT_MAX_ATTEMPTS, "max-attempts",
+        "Attempts per gateway call before the subexperiments fail over.",
+    ),
+    "gateway_job_timeout": _gateway_option(
+        float, DEFAULT_JOB_TIMEOUT_S, "job-timeout", "Seconds to wait for one gateway job."
+    ),
+}  # fmt: skip
+STACK_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "stack": (
+        Annotated[str, typer.Option(help="Stack name: stacks/Pulumi.<stack>.yaml of the project.")],
+        "kind",
+    ),
+    "project_dir": (
         Annotated[
             Path | None,
             typer.Option(
-                envvar="QHYBRID_GATEWAY_TOKEN_FILE",
-                help="File holding this workflow's bearer token for the gateway.",
-                rich_help_panel=_GATEWAY_PANEL,
+                envvar="QHYBRID_PROJECT_DIR",
+                help="Folder holding Pulumi.yaml and stacks/.",
+                show_default="the current folder if it holds qhybrid's Pulumi.yaml, else the copy shipped",
             ),
         ],
         None,
-    ),
-    "gateway_backend": (
-        Annotated[
-            str | None,
-            typer.Option(
-                envvar="QHYBRID_GATEWAY_BACKEND",
-                help="Gateway backend to use.",
-                show_default="the gateway's default",
-                rich_help_panel=_GATEWAY_PANEL,
-            ),
-        ],
-        None,
-    ),
-    "gateway_max_attempts": (
-        Annotated[
-            int,
-            typer.Option(
-                envvar="QHYBRID_GATEWAY_MAX_ATTEMPTS",
-                help="Attempts per gateway call before the subexperiments fail over.",
-                rich_help_panel=_GATEWAY_PANEL,
-            ),
-        ],
-        DEFAULT_MAX_ATTEMPTS,
-    ),
-    "gateway_job_timeout": (
-        Annotated[
-            float,
-            typer.Option(
-                envvar="QHYBRID_GATEWAY_JOB_TIMEOUT",
-                help="Seconds to wait for one gateway job.",
-                rich_help_panel=_GATEWAY_PANEL,
-            ),
-        ],
-        DEFAULT_JOB_TIMEOUT_S,
     ),
 }
+
+
+CLUSTER_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "kubeconfig": (
+        Annotated[
+            Path | None, typer.Option(help="Kubeconfig.", show_default="$KUBECONFIG or ~/.kube/config")
+        ],
+        None,
+    ),
+    "context": (
+        Annotated[str | None, typer.Option(help="Kubeconfig context.", show_default="the current context")],
+        None,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """Which cluster to talk to: a kubeconfig (None: the usual lookup) and a context in it."""
+
+    kubeconfig: Path | None
+    context: str | None
+
+    def custom_objects_api(self) -> Any:
+        """Return a Kubernetes CustomObjectsApi for this cluster."""
+        from qhybrid.workflow.submit import custom_objects_api
+
+        return custom_objects_api(None if self.kubeconfig is None else str(self.kubeconfig), self.context)
+
+
+@dataclass(frozen=True)
+class StackChoice:
+    """Which stack's config to load, and from which project folder (None: find it)."""
+
+    name: str
+    project_dir: Path | None
+
+    def load(self) -> StackConfig:
+        """Load and validate the stack's config."""
+        from qhybrid.blueprint.config import load_stack_file
+
+        return load_stack_file(self.name, project_dir=self.project_dir)
 
 
 def _with_parameters(
@@ -146,8 +170,7 @@ def _with_parameters(
 
 def problem_options(command: Command) -> Command:
     """Give ``command`` the problem flags; it receives them as ``problem: ProblemFlags``."""
-    extra = {name: (annotation, None) for name, annotation in PROBLEM_OPTIONS.items()}
-    return _with_parameters(command, "problem", extra, lambda values: ProblemFlags(**values))
+    return _with_parameters(command, "problem", PROBLEM_OPTIONS, lambda values: ProblemFlags(values))
 
 
 def gateway_options(command: Command) -> Command:
@@ -165,18 +188,62 @@ def gateway_options(command: Command) -> Command:
     return _with_parameters(command, "gateway", GATEWAY_OPTIONS, build)
 
 
-Stack = Annotated[str, typer.Option(help="Stack name: stacks/Pulumi.<stack>.yaml of the project.")]
-ProjectDir = Annotated[
-    Path | None,
-    typer.Option(
-        envvar="QHYBRID_PROJECT_DIR",
-        help="Folder holding Pulumi.yaml and stacks/.",
-        show_default="the current folder if it holds qhybrid's Pulumi.yaml, else the copy qhybrid ships",
-    ),
-]
-PerPod = Annotated[
-    int | None,
-    typer.Option(
-        help="Subexperiments per pod (1: the paper's plan).", show_default="one batch per quota slot"
-    ),
-]
+def stack_options(command: Command) -> Command:
+    """Give ``command`` --stack and --project-dir; it receives them as ``stack: StackChoice``."""
+    return _with_parameters(
+        command, "stack", STACK_OPTIONS, lambda values: StackChoice(values["stack"], values["project_dir"])
+    )
+
+
+def cluster_options(command: Command) -> Command:
+    """Give ``command`` --kubeconfig and --context; it receives them as ``cluster: ClusterAccess``."""
+    return _with_parameters(
+        command,
+        "cluster",
+        CLUSTER_OPTIONS,
+        lambda values: ClusterAccess(values["kubeconfig"], values["context"]),
+    )
+
+
+PER_POD_OPTION: dict[str, tuple[Any, Any]] = {
+    "per_pod": (
+        Annotated[
+            int | None,
+            typer.Option(
+                help="Subexperiments per pod (1: the paper's plan).", show_default="one batch per quota slot"
+            ),
+        ],
+        None,
+    )
+}
+
+
+@dataclass(frozen=True)
+class WorkflowTarget:
+    """Where a cutting workflow will run (a stack) and how its branches are batched."""
+
+    stack: StackChoice
+    per_pod: int | None
+
+    def render(self, problem: ProblemFlags) -> dict[str, Any]:
+        """Return the Workflow dict of ``problem`` after the structural checks; problems are a user error."""
+        from qhybrid.errors import InputError
+        from qhybrid.spec import spec_from_flags
+        from qhybrid.workflow.build import workflow_object
+        from qhybrid.workflow.checks import check_workflow
+
+        config = self.stack.load()
+        workflow = workflow_object(config, spec_from_flags(problem), per_pod=self.per_pod)
+        problems = check_workflow(workflow, config)
+        if problems:
+            raise InputError("workflow", "; ".join(problems))
+        return workflow
+
+
+def workflow_options(command: Command) -> Command:
+    """Give ``command`` --stack, --project-dir and --per-pod; it receives ``target: WorkflowTarget``."""
+
+    def build(values: dict[str, Any]) -> WorkflowTarget:
+        return WorkflowTarget(StackChoice(values["stack"], values["project_dir"]), values["per_pod"])
+
+    return _with_parameters(command, "target", {**STACK_OPTIONS, **PER_POD_OPTION}, build)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from qhybrid.backends import GatewaySettings
-from qhybrid.cli.errors import user_errors
 from qhybrid.cli.options import gateway_options, problem_options
+from qhybrid.cli.terminal import print_report, user_errors
 from qhybrid.errors import InputError
 from qhybrid.pipeline.runner import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from qhybrid.spec import ProblemFlags
@@ -34,7 +33,6 @@ def run_cutting(
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory.")] = None,
 ) -> None:
     """Cut a circuit, run its subexperiments, reconstruct the observable, compare with exact."""
-    from qhybrid.pipeline.report import summary_text
     from qhybrid.pipeline.rundir import RunDir
     from qhybrid.pipeline.runner import run_local
     from qhybrid.spec import spec_from_flags
@@ -53,5 +51,4 @@ def run_cutting(
             spec = spec_from_flags(problem)
             out = out or Path("runs") / f"cutting-{spec.spec_hash()[:12]}"
         report = run_local(spec, out, workers=workers, batch_size=batch_size, gateway=gateway)
-    sys.stdout.write(summary_text(report))
-    sys.stdout.write(f"report          {RunDir(out).report_file}\n")
+    print_report(report, RunDir(out).report_file)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from qhybrid.backends import GatewaySettings
-from qhybrid.cli.errors import user_errors
 from qhybrid.cli.options import gateway_options, problem_options
+from qhybrid.cli.terminal import print_report, user_errors
 from qhybrid.spec import ProblemFlags
 
 step_app = typer.Typer(no_args_is_help=True, help="Run one step of a workflow over a run directory.")
@@ -107,9 +106,9 @@ def step_reconstruct(run_dir: Annotated[Path, typer.Option(help="Run directory."
 @step_app.command("report")
 def step_report(run_dir: Annotated[Path, typer.Option(help="Run directory.")]) -> None:
     """Write report.json, summary.txt and terms.png."""
-    from qhybrid.pipeline.report import build_report, summary_text
+    from qhybrid.pipeline.report import build_report
     from qhybrid.pipeline.rundir import RunDir
 
     with user_errors():
         report = build_report(RunDir(run_dir))
-    sys.stdout.write(summary_text(report))
+    print_report(report)

@@ -52,56 +52,33 @@ TERMS_PLOT_FILE = "terms.png"
 _RANGE_FILE = re.compile(r"^range-(\d{6})-(\d{6})(?:-([a-z]+))?\.npz$")
 
 
+class InRunDir:
+    """A fixed file or folder of every run directory: ``RunDir(root).report_file`` is root/report.json."""
+
+    def __init__(self, relative: str) -> None:
+        """Name the path relative to the run directory."""
+        self.relative = relative
+
+    def __get__(self, run_dir: RunDir, owner: type | None = None) -> Path:
+        """Return the path inside ``run_dir``."""
+        return run_dir.root / self.relative
+
+
 @dataclass(frozen=True)
 class RunDir:
     """Paths inside one run directory."""
 
     root: Path
 
-    @property
-    def spec_file(self) -> Path:
-        """Return the path of run.json."""
-        return self.root / SPEC_FILE
-
-    @property
-    def manifest_file(self) -> Path:
-        """Return the path of manifest.json (present once generate finished)."""
-        return self.root / MANIFEST_FILE
-
-    @property
-    def circuit_file(self) -> Path:
-        """Return the path of the full circuit as OpenQASM 3 (written by generate)."""
-        return self.root / CIRCUIT_FILE
-
-    @property
-    def results_dir(self) -> Path:
-        """Return the directory of result files."""
-        return self.root / RESULTS_DIR
-
-    @property
-    def reconstruction_file(self) -> Path:
-        """Return the path of reconstruction.json."""
-        return self.root / RECONSTRUCTION_FILE
-
-    @property
-    def exact_file(self) -> Path:
-        """Return the path of exact.json."""
-        return self.root / EXACT_FILE
-
-    @property
-    def report_file(self) -> Path:
-        """Return the path of report.json."""
-        return self.root / REPORT_FILE
-
-    @property
-    def summary_file(self) -> Path:
-        """Return the path of summary.txt."""
-        return self.root / SUMMARY_FILE
-
-    @property
-    def terms_plot_file(self) -> Path:
-        """Return the path of terms.png."""
-        return self.root / TERMS_PLOT_FILE
+    spec_file = InRunDir(SPEC_FILE)
+    manifest_file = InRunDir(MANIFEST_FILE)  # present once generate finished
+    circuit_file = InRunDir(CIRCUIT_FILE)  # the full circuit as OpenQASM 3, written by generate
+    results_dir = InRunDir(RESULTS_DIR)
+    reconstruction_file = InRunDir(RECONSTRUCTION_FILE)
+    exact_file = InRunDir(EXACT_FILE)
+    report_file = InRunDir(REPORT_FILE)
+    summary_file = InRunDir(SUMMARY_FILE)
+    terms_plot_file = InRunDir(TERMS_PLOT_FILE)
 
     def shard_file(self, shard: int) -> Path:
         """Return the QPY file holding unique subexperiments [shard*SHARD_SIZE, ...)."""

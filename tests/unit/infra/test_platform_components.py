@@ -156,9 +156,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}, []
 
     def releases(self) -> dict[str, dict[str, Any]]:
-        return {
-            a.inputs["name"]: a.inputs for a in self.created if a.typ == "kubernetes:helm.sh/v3:Release"
-        }
+        return {a.inputs["name"]: a.inputs for a in self.created if a.typ == "kubernetes:helm.sh/v3:Release"}
 
 
 MOCKS = RecordingMocks()

@@ -1,10 +1,14 @@
-"""How the command line reports a user error (one line on stderr, exit code 2) and runs nested commands."""
+"""What the command line prints: a user error as one line on stderr (exit 2), a run's summary.
+
+Also how one command runs another in this process (a replayed workflow's pods).
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -37,3 +41,12 @@ def run_command(command: Any, args: list[str]) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     return int(code or 0)
+
+
+def print_report(report: dict[str, Any], report_file: Path | None = None) -> None:
+    """Print a run's summary, and where its report.json is when it was written."""
+    from qhybrid.pipeline.report import summary_text
+
+    sys.stdout.write(summary_text(report))
+    if report_file is not None:
+        sys.stdout.write(f"report          {report_file}\n")
