@@ -18,6 +18,8 @@ from typing import Any
 from chaoslib.exceptions import ActivityFailed
 from qhybrid_chaos import workspace as ws
 
+from qhybrid.pipeline.rundir import RunDir
+
 __all__ = ["fill_disk", "free_disk", "make_unwritable", "mount_small_disk", "restore_all", "restore_writable"]
 
 DISK = "disk"
@@ -48,7 +50,7 @@ def _lock(path: Path, on: bool) -> str:
 
 def make_unwritable(workspace: str, name: str) -> dict[str, Any]:
     """Fault: make run ``name``'s results directory unwritable while it runs."""
-    target = _run_dir(workspace, name) / "results"
+    target = RunDir(_run_dir(workspace, name)).results_dir
     if not target.is_dir():
         raise ActivityFailed(f"{target}: no results directory yet")
     method = _lock(target, True)
@@ -70,7 +72,7 @@ def make_unwritable(workspace: str, name: str) -> dict[str, Any]:
 
 def restore_writable(workspace: str, name: str) -> str:
     """Recovery: make run ``name``'s results directory writable again."""
-    target = _run_dir(workspace, name) / "results"
+    target = RunDir(_run_dir(workspace, name)).results_dir
     method = _lock(target, False)
     record = ws.read_record(workspace, DISK)
     record["locked"] = [p for p in record.get("locked", []) if p != str(target)]

@@ -239,14 +239,14 @@ def _check_run(name: str, entry: dict[str, Any], estimate_hex: str | None) -> di
     directory = Path(entry["dir"])
     if ws.alive(entry["pid"]):
         raise ActivityFailed(f"run {name!r} is still running")
-    report_file = directory / "report.json"
+    report_file = RunDir(directory).report_file
     if not report_file.is_file():
         raise ActivityFailed(f"run {name!r} did not complete (no report.json); see {entry['log']}")
     report = atomic.read_json(report_file)
     counts = run_accounting(str(directory))
     redone = 0
     for file_name, (inode, mtime) in entry.get("kept", {}).items():
-        info = (directory / "results" / file_name).stat()
+        info = (RunDir(directory).results_dir / file_name).stat()
         redone += int((info.st_ino, info.st_mtime_ns) != (inode, mtime))
     counts.update(redone=redone, estimate=report["estimate"].hex())
     problems = [
@@ -285,7 +285,9 @@ def runs_consistent(workspace: str, baselines: list[dict[str, Any]]) -> bool:
             continue
         options = {k: v for k, v in spec.items() if k in ("gateway_backend", "via_proxy", "env")}
         run_cutting(workspace, f"baseline-{spec['name']}", spec["args"], spec["name"], **options)
-        report = atomic.read_json(ws.root(workspace) / "runs" / f"baseline-{spec['name']}" / "report.json")
+        report = atomic.read_json(
+            RunDir(ws.root(workspace) / "runs" / f"baseline-{spec['name']}").report_file
+        )
         done[spec["name"]] = report["estimate"].hex()
         ws.write_record(workspace, BASELINES, done)
     accounting = {}

@@ -9,6 +9,7 @@ ship inside the wheel).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,6 +21,17 @@ import yaml
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.install
+BUILD_IGNORES = (
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "runs",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    "rendered",
+)
 
 
 def sh(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -34,7 +46,11 @@ def sh(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subproc
 def installed(tmp_path_factory) -> tuple[Path, Path]:
     """Return (the installed qhybrid command, an empty folder outside the checkout)."""
     root = tmp_path_factory.mktemp("wheel")
-    sh([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(root / "dist"), str(REPO)], root)
+    # Build from a copy: setuptools' build/ folder in the checkout would keep files a
+    # later change deleted, and the wheel would ship them.
+    source = root / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*BUILD_IGNORES))
+    sh([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(root / "dist"), str(source)], root)
     [wheel] = sorted((root / "dist").glob("qhybrid-*.whl"))
     sh([sys.executable, "-m", "venv", str(root / "venv")], root)
     sh([str(root / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], root)

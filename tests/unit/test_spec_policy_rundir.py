@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -84,3 +86,48 @@ def test_npz_refuses_object_arrays(tmp_path):
         atomic.write_npz(tmp_path / "x.npz", {"bad": np.array([{"a": 1}], dtype=object)})
     atomic.write_npz(tmp_path / "ok.npz", {"x": np.arange(3)})
     np.testing.assert_array_equal(atomic.read_npz(tmp_path / "ok.npz")["x"], [0, 1, 2])
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_give_the_mode_a_plain_write_would(tmp_path, umask, mode):
+    before = os.umask(umask)
+    try:
+        # Given a umask, a file written atomically (mkstemp makes 0600) gets 0666 less the umask.
+        atomic.write_json(tmp_path / "a.json", {"x": 1})
+        assert atomic.current_umask() == umask
+    finally:
+        os.umask(before)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == mode
+
+
+def test_spec_to_flags_and_back_is_the_same_spec(tmp_path):
+    from qiskit import QuantumCircuit, qasm3
+
+    from qhybrid.spec import PROBLEM_FLAGS, ProblemFlags, spec_from_flags, spec_to_args
+
+    circuit = QuantumCircuit(4)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.cx(1, 2)
+    circuit.ry(0.25, 3)
+    path = tmp_path / "mine.qasm"
+    path.write_text(qasm3.dumps(circuit))
+    flag_types = {flag.flag: (flag.name, flag.type) for flag in PROBLEM_FLAGS}
+    given = [
+        {},
+        {"qubits": 12, "reps": 2, "mode": "sampled", "seed": 5, "policy": "width"},
+        {"circuit": path, "observable": "ZZII + 0.5*IIXX", "partition": "AABB"},
+        {"circuit": path, "observable": "ZIIZ", "max_width": 2, "seed": 9},
+    ]
+    specs = [spec_from_flags(ProblemFlags(values)) for values in given]
+    for spec in specs:
+        # Given a spec written as flags (the generate pod's args), reading them back
+        args = spec_to_args(spec, circuit_path=str(path))
+        values = {}
+        for flag, text in zip(args[::2], args[1::2], strict=True):
+            name, kind = flag_types[flag]
+            values[name] = kind(text)
+        # gives the same spec, bit for bit in its hash.
+        assert spec_from_flags(ProblemFlags(values)).spec_hash() == spec.spec_hash()
+    with pytest.raises(ValueError, match="not problem flags"):
+        ProblemFlags({"qbits": 3})
