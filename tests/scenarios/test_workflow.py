@@ -283,14 +283,13 @@ def test_cli_render_writes_the_golden_file(tmp_path):
 
 @pytest.mark.slow  # about 25 s: a gateway process and an emulated device
 def test_the_qpu_branch_replays_against_a_loopback_gateway(tmp_path, monkeypatch):
-    from qhybrid.backends import qpu
     from qhybrid.blueprint.names import WORKER_GATEWAY_TOKEN_DIR, WORKER_GATEWAY_TOKEN_FILE
     from qhybrid.workflow.build import gateway_url
     from tests.gateway.conftest import GatewayProcess
     from tests.scenarios.test_qpu_branch import TOKEN, gateway_config
 
-    for name in (qpu.URL_ENV, qpu.TOKEN_FILE_ENV, qpu.BACKEND_ENV):
-        monkeypatch.setenv(name, "")  # the step CLI sets them in-process; restored afterwards
+    for name in ("QHYBRID_GATEWAY_URL", "QHYBRID_GATEWAY_TOKEN_FILE", "QHYBRID_GATEWAY_BACKEND"):
+        monkeypatch.delenv(name, raising=False)  # only the pods' own flags may name the gateway
     token_dir = tmp_path / "token"
     token_dir.mkdir()
     (token_dir / WORKER_GATEWAY_TOKEN_FILE).write_text(TOKEN + "\n")

@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-TOKEN_FILE_ENV = "QHYBRID_GATEWAY_TOKEN_FILE"
 
 
 class GatewayError(Exception):
