@@ -1,0 +1,114 @@
+"""The schemas tier: every custom resource we build validates, strictly, against the upstream CRDs.
+
+The CRDs are the unmodified upstream files in ``QHYBRID_CRDS_DIR`` (default
+``../shared/crds``: Kueue, Argo Workflows' full CRDs, prometheus-operator). Strict means
+a field the API server would prune is an error. Without that folder these tests skip,
+saying so.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qhybrid.blueprint.config import load_stack_file
+from qhybrid.blueprint.render import rendered_parts
+from qhybrid.blueprint.validate.schemas import custom_resources, load_crd_schemas, schema_problems
+from qhybrid.cutting.policies import POLICIES
+from qhybrid.spec import RunSpec
+from qhybrid.workflow.build import workflow_object
+from tests.conftest import REPO
+
+CRDS_DIR = Path(os.environ.get("QHYBRID_CRDS_DIR") or REPO.parent / "shared" / "crds")
+pytestmark = pytest.mark.skipif(
+    not CRDS_DIR.is_dir(), reason=f"no upstream CRDs at {CRDS_DIR}: set QHYBRID_CRDS_DIR to the folder"
+)
+STACKS = ("kind", "eks")
+
+
+@pytest.fixture(scope="module")
+def schemas():
+    return load_crd_schemas(CRDS_DIR)
+
+
+def platform_resources(stack: str, schemas) -> list[dict]:
+    objects = [o for part in rendered_parts(load_stack_file(stack)).values() for o in part]
+    return custom_resources(objects, schemas)
+
+
+def workflows(stack: str) -> list[dict]:
+    config = load_stack_file(stack)
+    out = []
+    for policy in sorted(POLICIES):
+        mode = "sampled" if policy == "width" else "exact"
+        spec = RunSpec(scenario="cutting", policy=policy, mode=mode, shots=100 if mode == "sampled" else None)
+        out.append(workflow_object(config, spec))
+    if config.artifact_store == "pvc":
+        s3 = {"artifact_s3_endpoint": "minio:9000", "artifact_s3_bucket": "b"}
+        other = replace(config, artifact_store="s3", **s3)
+    else:
+        other = replace(config, artifact_store="pvc")
+    out.append(workflow_object(other, RunSpec(scenario="cutting")))
+    return out
+
+
+def test_every_upstream_crd_loads_with_every_served_version(schemas):
+    # alertmanagerconfigs has a bare "=" in an enum, which PyYAML's safe loader refuses.
+    kinds = {kind for _, kind in schemas}
+    assert {"ClusterQueue", "LocalQueue", "ResourceFlavor", "Workflow", "ServiceMonitor"} <= kinds
+    assert {"PodMonitor", "PrometheusRule", "AlertmanagerConfig"} <= kinds
+    assert ("kueue.x-k8s.io/v1beta2", "ClusterQueue") in schemas
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_platform_custom_resource_validates_strictly(schemas, stack):
+    resources = platform_resources(stack, schemas)
+    kinds = {o["kind"] for o in resources}
+    assert {"ResourceFlavor", "ClusterQueue", "LocalQueue", "ServiceMonitor", "PrometheusRule"} <= kinds
+    assert [p for o in resources for p in schema_problems(o, schemas)] == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_workflow_we_render_validates_strictly(schemas, stack):
+    for workflow in workflows(stack):
+        assert schema_problems(workflow, schemas) == []
+
+
+def test_the_committed_workflow_validates_strictly(schemas):
+    golden = yaml.safe_load((REPO / "workflows" / "cutting-default.yaml").read_text())
+    assert schema_problems(golden, schemas) == []
+
+
+def first(kind: str, schemas) -> dict:
+    return copy.deepcopy(next(o for o in platform_resources("kind", schemas) if o["kind"] == kind))
+
+
+def test_a_field_the_api_server_would_prune_is_an_error(schemas):
+    # Given one ClusterQueue, one ServiceMonitor and the default Workflow with a misspelt field each,
+    queue = first("ClusterQueue", schemas)
+    queue["spec"]["namespaceSelectr"] = {}
+    monitor = first("ServiceMonitor", schemas)
+    monitor["spec"]["endpoints"][0]["intervall"] = "30s"
+    workflow = workflows("kind")[0]
+    workflow["spec"]["templates"][1]["container"]["imagePullPolicyy"] = "Always"
+    # then each is refused, naming the path and the field.
+    [problem] = schema_problems(queue, schemas)
+    assert "ClusterQueue" in problem and "'namespaceSelectr' was unexpected" in problem
+    [problem] = schema_problems(monitor, schemas)
+    assert "spec.endpoints.0" in problem and "'intervall' was unexpected" in problem
+    [problem] = schema_problems(workflow, schemas)
+    assert "spec.templates.1.container" in problem and "imagePullPolicyy" in problem
+
+
+def test_wrong_types_and_unserved_versions_are_errors(schemas):
+    queue = first("LocalQueue", schemas)
+    queue["spec"]["clusterQueue"] = 3
+    assert any("is not of type 'string'" in p for p in schema_problems(queue, schemas))
+    queue["apiVersion"] = "kueue.x-k8s.io/v1alpha9"
+    [problem] = schema_problems(queue, schemas)
+    assert "no CRD serves it" in problem and "kueue.x-k8s.io/v1beta2" in problem
