@@ -23,7 +23,7 @@ from qhybrid.blueprint.names import (
     PART_OF,
     WORKFLOW_SERVICE_ACCOUNT,
 )
-from qhybrid.blueprint.namespaces import namespace
+from qhybrid.blueprint.namespaces import namespace, restricted_container_security
 from qhybrid.blueprint.network import dns_egress_rule, namespace_peer
 from qhybrid.blueprint.pools import pool_placement
 
@@ -52,6 +52,9 @@ def helm_values(config: StackConfig, extra: dict[str, Any] | None = None) -> dic
                 }
             },
         },
+        # Argo's own init and wait containers take their securityContext only from here; without
+        # it PodSecurity "restricted" in the workflow namespace refuses every workflow pod.
+        "executor": {"securityContext": restricted_container_security()},
         "server": {"nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"]},
         # The chart's generic workflow service account is broader than ours; we create our own.
         "workflow": {"serviceAccount": {"create": False}, "rbac": {"create": False}},
