@@ -30,7 +30,7 @@ KUEUE_CONTROLLER_SUFFIX = "controller-manager"
 PROMETHEUS_POD_SELECTOR = "app.kubernetes.io/name=prometheus"
 # Kueue's API as served by the pinned chart (0.13).
 KUEUE_GROUP = "kueue.x-k8s.io"
-KUEUE_VERSION = "v1beta1"
+KUEUE_VERSION = "v1beta2"
 
 
 def _condition(conditions: list[Any] | None, kind: str) -> str | None:
@@ -108,7 +108,7 @@ def test_cluster_queue_is_active(kube, kind_stack: KindStack, resource_class):
 
     wait_until(f"ClusterQueue {name}", probe, READY_TIMEOUT_S)
     queue = kube.custom.get_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", name)
-    assert queue["spec"].get("cohort") == kind_stack.config.cohort
+    assert queue["spec"].get("cohortName") == kind_stack.config.cohort
 
 
 @pytest.mark.parametrize("resource_class", sorted(RESOURCE_CLASSES))

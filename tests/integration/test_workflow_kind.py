@@ -41,7 +41,7 @@ def test_default_workflow_reproduces_the_local_estimate(kind_stack: KindStack, k
     local = run_local(spec, tmp_path / "local")
     assert report["estimate"].hex() == local["estimate"].hex()
     # Kueue admitted every step pod: each has a Workload in the namespace.
-    workloads = kube.custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta1", namespace, "workloads")
+    workloads = kube.custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", namespace, "workloads")
     queues = {w["spec"].get("queueName") for w in workloads["items"]}
     assert queues == {"queue-cpu"}, queues
     pods = [n for n in final["status"]["nodes"].values() if n.get("type") == "Pod"]

@@ -20,13 +20,19 @@ from qhybrid.blueprint.helm_values import merge_values
 from qhybrid.blueprint.names import PART_OF
 from qhybrid.blueprint.pools import POOLS, RESOURCE_CLASSES, pool_placement
 
-API_VERSION = "kueue.x-k8s.io/v1beta1"
+# v1beta2 is Kueue's storage version since 0.16; v1beta1 is served but deprecated. What
+# changed for our objects: ClusterQueue.spec.cohort is cohortName (a Cohort's name; an
+# implicit cohort when no Cohort object exists), flavorFungibility lost Borrow/Preempt
+# (we use TryNextFlavor), and the controller Configuration is config v1beta2, where
+# waitForPodsReady is on when present (no ``enable`` field).
+API_VERSION = "kueue.x-k8s.io/v1beta2"
+CONFIG_API_VERSION = "config.kueue.x-k8s.io/v1beta2"
 
 
 def manager_configuration(config: StackConfig) -> dict[str, Any]:
     """Return Kueue's controller Configuration: pod integration for the workflow namespace only."""
     return {
-        "apiVersion": "config.kueue.x-k8s.io/v1beta1",
+        "apiVersion": CONFIG_API_VERSION,
         "kind": "Configuration",
         "health": {"healthProbeBindAddress": ":8081"},
         "metrics": {"bindAddress": ":8443", "enableClusterQueueResources": True},
@@ -52,7 +58,6 @@ def manager_configuration(config: StackConfig) -> dict[str, Any]:
         "integrations": {"frameworks": ["batch/job", "pod"]},
         # A pod that never starts (image pull, node lost) releases its quota and is requeued.
         "waitForPodsReady": {
-            "enable": True,
             "timeout": "10m",
             "blockAdmission": False,
             "requeuingStrategy": {"timestamp": "Eviction", "backoffLimitCount": 5},
@@ -126,7 +131,7 @@ def cluster_queue(config: StackConfig, resource_class: str) -> dict[str, Any]:
         "kind": "ClusterQueue",
         "metadata": {"name": rc.cluster_queue, "labels": dict(PART_OF)},
         "spec": {
-            "cohort": config.cohort,
+            "cohortName": config.cohort,
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": config.workflow_namespace}},
             "queueingStrategy": "BestEffortFIFO",
             "resourceGroups": [{"coveredResources": list(quotas), "flavors": flavors}],

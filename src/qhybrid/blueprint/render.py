@@ -15,6 +15,8 @@ import yaml
 from qhybrid import atomic
 from qhybrid.blueprint import argo, gateway, kueue, monitoring
 from qhybrid.blueprint.config import StackConfig
+from qhybrid.blueprint.names import ARGO_NAMESPACE, KUEUE_NAMESPACE
+from qhybrid.blueprint.namespaces import PLATFORM_NAMESPACES, namespace
 
 
 def secret_placeholder(key: str) -> str:
@@ -23,18 +25,40 @@ def secret_placeholder(key: str) -> str:
 
 
 def rendered_parts(config: StackConfig) -> dict[str, list[dict[str, Any]]]:
-    """Return part name -> the Kubernetes objects of that part, in apply order."""
+    """Return part name -> every Kubernetes object the Pulumi program creates for it, in apply order.
+
+    Only what the charts create is left out (Helm renders that). A test compares this
+    with the resources the program registers under Pulumi's mocks, so nothing the
+    program creates can go missing here.
+    """
     s3 = config.artifact_store == "s3"
-    return {
-        "argo": argo.argo_objects(
-            config,
-            secret_placeholder("artifactS3AccessKey") if s3 else None,
-            secret_placeholder("artifactS3SecretKey") if s3 else None,
-        ),
-        "kueue": kueue.kueue_objects(config),
+    monitoring_namespace, *monitoring_objects = monitoring.monitoring_objects(config)
+    parts = {
+        "argo": [
+            namespace(ARGO_NAMESPACE, enforce=PLATFORM_NAMESPACES[ARGO_NAMESPACE]),
+            *argo.argo_objects(
+                config,
+                secret_placeholder("artifactS3AccessKey") if s3 else None,
+                secret_placeholder("artifactS3SecretKey") if s3 else None,
+            ),
+        ],
+        "kueue": [
+            namespace(KUEUE_NAMESPACE, enforce=PLATFORM_NAMESPACES[KUEUE_NAMESPACE]),
+            *kueue.kueue_objects(config),
+        ],
         "gateway": gateway.gateway_objects(config, secret_placeholder("qpuProviderToken")),
-        "monitoring": monitoring.monitoring_objects(config),
+        "monitoring": [
+            monitoring_namespace,
+            monitoring.grafana_admin_secret(secret_placeholder("grafanaAdminPassword")),
+            *monitoring_objects,
+        ],
     }
+    if config.cluster == "eks":
+        from qhybrid.blueprint.eks import default_storage_class
+
+        # The gateway's PVC stays Pending on a cluster without a default StorageClass.
+        parts = {"cluster": [default_storage_class()], **parts}
+    return parts
 
 
 def helm_values(config: StackConfig) -> dict[str, dict[str, Any]]:

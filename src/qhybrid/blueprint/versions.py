@@ -1,4 +1,10 @@
-"""Upstream Helm charts the blueprint installs: every version pinned here and only here."""
+"""Upstream versions the blueprint installs and is checked against: every one pinned here and only here.
+
+Each pin says when it was checked and where (the repository, tag and file that
+states it). The upstream CRDs in ``QHYBRID_CRDS_DIR`` (``../shared/crds``: Kueue
+v0.19.2, Argo Workflows v4.0.10 full CRDs, prometheus-operator v0.93.1) are the
+schemas every custom resource we build is validated against.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +18,48 @@ class HelmChart:
     name: str
     repo: str  # an https chart repository, or "" when ``name`` is a full oci:// reference
     version: str
+    app_version: str = ""  # what the chart deploys, as its Chart.yaml says
+    checked: str = ""  # when and where the pin was checked
 
 
-ARGO_WORKFLOWS = HelmChart("argo-workflows", "https://argoproj.github.io/argo-helm", "0.45.21")
-KUEUE = HelmChart("oci://registry.k8s.io/kueue/charts/kueue", "", "0.13.4")
+# Chart 1.0.18 deploys Workflows v4.0.6 (full CRDs since chart 1.0). Our Workflows are
+# validated against the v4.0.10 full CRDs in ../shared/crds, and were checked against the
+# chart's own v4.0.6 CRDs by hand on the same day (no field we set differs between them).
+ARGO_WORKFLOWS = HelmChart(
+    "argo-workflows",
+    "https://argoproj.github.io/argo-helm",
+    "1.0.18",
+    app_version="v4.0.6",
+    checked="2026-11-29, argoproj/argo-helm tag argo-workflows-1.0.18, charts/argo-workflows/Chart.yaml",
+)
+# Kueue 0.19 serves v1beta2 (the storage version since 0.16) and, deprecated, v1beta1.
+KUEUE = HelmChart(
+    "oci://registry.k8s.io/kueue/charts/kueue",
+    "",
+    "0.19.2",
+    app_version="v0.19.2",
+    checked="2026-11-29, kubernetes-sigs/kueue tag v0.19.2, charts/kueue/Chart.yaml",
+)
 KUBE_PROMETHEUS_STACK = HelmChart(
-    "kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "75.18.1"
+    "kube-prometheus-stack",
+    "https://prometheus-community.github.io/helm-charts",
+    "88.5.3",
+    app_version="v0.93.1",
+    checked="2026-11-29, prometheus-community/helm-charts tag kube-prometheus-stack-88.5.3, Chart.yaml",
 )
 NVIDIA_DEVICE_PLUGIN = HelmChart(
-    "nvidia-device-plugin", "https://nvidia.github.io/k8s-device-plugin", "0.17.3"
+    "nvidia-device-plugin",
+    "https://nvidia.github.io/k8s-device-plugin",
+    "0.17.3",
+    checked="2025 (not re-checked in 2026-11: only the EKS gpu pool uses it)",
+)
+# GPU metrics on the gpu pool of an nvidia stack (the chart version follows the exporter
+# version: chart 4.1.1 ships exporter 4.1.1 with DCGM 4.2.3).
+DCGM_EXPORTER = HelmChart(
+    "dcgm-exporter",
+    "https://nvidia.github.io/dcgm-exporter/helm-charts",
+    "4.1.1",
+    checked="2025 (not re-checked in 2026-11: only the EKS gpu pool uses it)",
 )
 
 CHARTS: dict[str, HelmChart] = {
@@ -28,13 +67,16 @@ CHARTS: dict[str, HelmChart] = {
     "kueue": KUEUE,
     "kube-prometheus-stack": KUBE_PROMETHEUS_STACK,
     "nvidia-device-plugin": NVIDIA_DEVICE_PLUGIN,
+    "dcgm-exporter": DCGM_EXPORTER,
 }
 
-# kind's node image, matching the Kubernetes version the schemas are checked against.
-KIND_NODE_IMAGE = "kindest/node:v1.33.1"
-KUBERNETES_SCHEMA_VERSION = "1.33"
-
-# GPU metrics on the gpu pool of an nvidia stack (the chart version follows the exporter
-# version: chart 4.1.1 ships exporter 4.1.1 with DCGM 4.2.3).
-DCGM_EXPORTER = HelmChart("dcgm-exporter", "https://nvidia.github.io/dcgm-exporter/helm-charts", "4.1.1")
-CHARTS["dcgm-exporter"] = DCGM_EXPORTER
+# kind v0.32.0's default node image (checked 2026-11-29: kubernetes-sigs/kind tag v0.32.0,
+# pkg/apis/config/defaults/image.go), pinned by digest.
+KIND_VERSION = "v0.32.0"
+KIND_NODE_IMAGE = (
+    "kindest/node:v1.36.1@sha256:3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5"
+)
+# Kubernetes' own OpenAPI schemas (kubernetes-validate) for core kinds: the kind nodes' minor.
+KUBERNETES_SCHEMA_VERSION = "1.36"
+# The oldest Kubernetes minor the blueprint supports (EKS's default below; preflight checks it).
+MIN_KUBERNETES_VERSION = (1, 34)

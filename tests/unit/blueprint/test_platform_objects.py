@@ -97,7 +97,7 @@ def test_queues_reference_what_exists_and_carry_the_configured_quota(stack):
         assert lq["metadata"]["namespace"] == config.workflow_namespace
         assert lq["spec"]["clusterQueue"] in cluster_queues
     for cq in cluster_queues.values():
-        assert cq["spec"]["cohort"] == config.cohort
+        assert cq["spec"]["cohortName"] == config.cohort
         for group in cq["spec"]["resourceGroups"]:
             for flavor in group["flavors"]:
                 assert flavor["name"] in flavors
@@ -216,11 +216,15 @@ def test_kind_shares_one_host_directory_as_a_read_write_many_volume():
 
 
 def test_workload_namespaces_enforce_the_restricted_standard():
-    parts = rendered_parts(load_stack_file("kind"))
-    for part in ("argo", "gateway"):
-        ns = parts[part][0]
-        assert ns["kind"] == "Namespace"
-        assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    config = load_stack_file("kind")
+    namespaces = {
+        o["metadata"]["name"]: o
+        for objs in rendered_parts(config).values()
+        for o in objs
+        if o["kind"] == "Namespace"
+    }
+    for name in (config.workflow_namespace, "qhybrid-gateway"):
+        assert namespaces[name]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_one_gateway_owns_its_durable_queue():

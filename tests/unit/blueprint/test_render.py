@@ -34,12 +34,12 @@ def test_render_writes_every_part_values_and_the_cluster(rendered):
     stack, root, files = rendered
     names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.yaml"))
     cluster_file = "kind-config.yaml" if stack == "kind" else "eks-node-groups.yaml"
+    parts = ["argo", "kueue", "gateway", "monitoring"]
+    if stack == "eks":  # the default StorageClass the program creates on EKS comes first
+        parts.insert(0, "cluster")
     assert names == sorted(
         [
-            "01-argo.yaml",
-            "02-kueue.yaml",
-            "03-gateway.yaml",
-            "04-monitoring.yaml",
+            *(f"{i:02d}-{part}.yaml" for i, part in enumerate(parts, start=1)),
             "helm-values/argo-workflows.yaml",
             "helm-values/kube-prometheus-stack.yaml",
             "helm-values/kueue.yaml",

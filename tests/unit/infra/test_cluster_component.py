@@ -169,7 +169,7 @@ def node_groups(graph):
 def test_eks_cluster_from_config_without_default_node_group(eks_graph):
     [cluster] = eks_graph.of_type("eks:index:Cluster")
     assert cluster.inputs["name"] == "qhybrid"
-    assert cluster.inputs["version"] == "1.33"
+    assert cluster.inputs["version"] == "1.34"
     assert cluster.inputs["skipDefaultNodeGroup"] is True
     assert cluster.inputs["authenticationMode"] == "API"
     assert len(cluster.inputs["subnetIds"]) == 2

@@ -67,9 +67,9 @@ def test_charts_are_pinned_and_installed_after_their_namespace(graph):
 
 def test_kueue_objects_wait_for_their_crds_and_references(graph):
     release = next(r for r in graph.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "kueue")
-    flavors = graph.of_type("kubernetes:kueue.x-k8s.io/v1beta1:ResourceFlavor")
-    cluster_queues = graph.of_type("kubernetes:kueue.x-k8s.io/v1beta1:ClusterQueue")
-    local_queues = graph.of_type("kubernetes:kueue.x-k8s.io/v1beta1:LocalQueue")
+    flavors = graph.of_type("kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor")
+    cluster_queues = graph.of_type("kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue")
+    local_queues = graph.of_type("kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue")
     assert len(flavors) == len(cluster_queues) == len(local_queues) == 3
     workflow_ns = next(
         r

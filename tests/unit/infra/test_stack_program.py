@@ -133,9 +133,9 @@ COMMON = {
     "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
     "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1,
     "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": 1,  # the gateway may review tokens
-    "kubernetes:kueue.x-k8s.io/v1beta1:ResourceFlavor": 3,
-    "kubernetes:kueue.x-k8s.io/v1beta1:ClusterQueue": 3,
-    "kubernetes:kueue.x-k8s.io/v1beta1:LocalQueue": 3,
+    "kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor": 3,
+    "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue": 3,
+    "kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue": 3,
     "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": 2,
     "kubernetes:monitoring.coreos.com/v1:PodMonitor": 1,
     "kubernetes:monitoring.coreos.com/v1:PrometheusRule": 1,
@@ -175,3 +175,27 @@ EXPECTED = {
 def test_each_stack_config_produces_exactly_the_expected_resources(stack):
     name, graph = stack
     assert dict(Counter(r.type for r in graph.registrations)) == EXPECTED[name]
+
+
+def test_platform_render_holds_every_object_the_program_creates(stack):
+    # `qhybrid platform render` is the reviewable copy of what `pulumi up` creates: nothing may
+    # be created that the render leaves out, nor rendered that is not created (charts excepted).
+    from qhybrid.blueprint.config import load_stack_file
+    from qhybrid.blueprint.render import rendered_parts
+
+    name, graph = stack
+
+    def identity(kind: str, metadata: dict) -> tuple[str, str, str]:
+        return kind, metadata.get("namespace") or "", metadata["name"]
+
+    created = {
+        identity(r.type.rsplit(":", 1)[-1], r.inputs["metadata"])
+        for r in graph.registrations
+        if r.type.startswith("kubernetes:") and r.type != "kubernetes:helm.sh/v3:Release"
+    }
+    rendered = {
+        identity(o["kind"], o["metadata"])
+        for objs in rendered_parts(load_stack_file(name)).values()
+        for o in objs
+    }
+    assert created == rendered

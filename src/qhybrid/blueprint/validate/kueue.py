@@ -15,7 +15,7 @@ from typing import Any
 from qhybrid.blueprint.pools import POOL_LABEL, POOLS
 from qhybrid.blueprint.validate.fields import dns_label_problem
 
-KUEUE_API = "kueue.x-k8s.io/v1beta1"
+KUEUE_API = "kueue.x-k8s.io/v1beta2"
 
 
 def _api_problem(obj: Mapping[str, Any]) -> list[str]:
@@ -60,8 +60,8 @@ def check_cluster_queue(obj: Mapping[str, Any]) -> list[str]:
     """Each flavor of a resource group quotes exactly the covered resources, non-negatively."""
     problems = _api_problem(obj)
     spec = obj.get("spec") or {}
-    if spec.get("cohort") is not None and (problem := dns_label_problem(spec["cohort"])):
-        problems.append(f"spec.cohort: {problem}")
+    if spec.get("cohortName") is not None and (problem := dns_label_problem(spec["cohortName"])):
+        problems.append(f"spec.cohortName: {problem}")
     groups = spec.get("resourceGroups") or []
     if not groups:
         problems.append("spec.resourceGroups is empty: the queue admits nothing")
