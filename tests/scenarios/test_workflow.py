@@ -13,6 +13,7 @@ from qhybrid.blueprint.names import WORKER_LABELS
 from qhybrid.blueprint.pools import KUEUE_QUEUE_LABEL
 from qhybrid.cli import run_in_process
 from qhybrid.cutting.policies import POLICIES
+from qhybrid.errors import InputError
 from qhybrid.pipeline.rundir import RunDir
 from qhybrid.pipeline.runner import run_local
 from qhybrid.spec import RunSpec
@@ -59,6 +60,11 @@ def spec_for(policy: str) -> RunSpec:
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_renders_and_passes_the_checks_for_every_stack_and_policy(stack, policy):
     config = load_stack_file(stack)
+    if policy == "gpu" and config.gpu_resource is None:
+        # A stack without GPUs refuses the all-GPU policy when rendering, in one line.
+        with pytest.raises(InputError, match=f"stack '{stack}' has no GPUs"):
+            workflow_object(config, spec_for(policy))
+        return
     workflow = workflow_object(config, spec_for(policy))
     assert check_workflow(workflow, config) == []
     order = [t["name"] for t in dag_order(workflow)]
@@ -75,6 +81,28 @@ def test_renders_and_passes_the_checks_for_every_stack_and_policy(stack, policy)
         assert "artifacts" in template(workflow, "execute-" + branches[0])["outputs"]
     else:
         assert "persistentVolumeClaim" in json.dumps(template(workflow, "generate")["volumes"])
+
+
+def test_a_stack_without_gpus_renders_no_gpu_branch_and_check_catches_one():
+    # Given kind (gpuVendor none) and the width policy, the workflow has no gpu branch;
+    kind = load_stack_file("kind")
+    workflow = workflow_object(kind, spec_for("width"))
+    assert [t["name"] for t in dag_order(workflow) if t["name"].startswith("execute-")] == [
+        "execute-cpu",
+        "execute-qpu",
+    ]
+    # and a gpu branch on a stack without GPUs, or in the CPU image, is a problem check names.
+    eks = load_stack_file("eks")
+    gpu_workflow = workflow_object(eks, spec_for("gpu"))
+    problems = check_workflow(gpu_workflow, kind)
+    assert any("runs the gpu backend, but stack 'kind' has no GPUs" in p for p in problems)
+    execute = template(gpu_workflow, "execute-gpu")
+    execute["container"]["image"] = eks.worker_image
+    problems = check_workflow(gpu_workflow, eks)
+    assert problems == [
+        f"template execute-gpu: runs the gpu backend in image {eks.worker_image!r}, which has no GPU "
+        f"simulator (the stack's GPU worker image is {eks.gpu_worker_image!r})"
+    ]
 
 
 def test_qpu_branch_uses_the_projected_gateway_token_and_no_secret():
@@ -349,3 +377,14 @@ def test_a_users_circuit_travels_as_a_raw_artifact_and_replays_bitwise(tmp_path)
     # then the estimate is qhybrid run's, bit for bit.
     report = json.loads((done.run_dir / "report.json").read_text())
     assert report["estimate"].hex() == reference["estimate"].hex()
+
+
+def test_cli_refuses_the_gpu_policy_on_a_stack_without_gpus_in_one_line():
+    from tests.conftest import invoke
+
+    result = invoke("workflow", "render", "--stack", "kind", "--policy", "gpu")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "qhybrid: error: --policy: stack 'kind' has no GPUs (gpuVendor none): policy 'gpu' runs everything "
+        "on the gpu backend; use --policy cpu, or a stack with GPUs"
+    ]

@@ -70,7 +70,9 @@ def test_batches_cover_each_branch_once_evenly_and_never_mix_backends():
 
 
 def test_bad_batching_input_is_refused():
-    with pytest.raises(InputError, match="no slots given"):
+    with pytest.raises(
+        InputError, match=r"puts subexperiments on \{'gpu': 1\} but this workflow has no branch"
+    ):
         split_batches(["cpu", "gpu"], {"cpu": 2})
     with pytest.raises(InputError, match="--per-pod"):
         split_batches(["cpu"], {"cpu": 2}, per_pod=0)

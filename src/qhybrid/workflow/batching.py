@@ -82,9 +82,25 @@ def branches_for(policy: str) -> tuple[str, ...]:
 
 
 def branch_slots(config: StackConfig, policy: str) -> dict[str, int]:
-    """Return slots per branch of ``policy``; a branch its queue can never admit is refused."""
+    """Return slots per branch of ``policy``; a branch its queue can never admit is refused.
+
+    On a stack without GPUs (gpuVendor none, as on kind) the gpu pool's nodes cannot run
+    the gpu backend, so there is no gpu branch: a policy that runs everything on the GPU
+    is refused here, and one that sends only some subexperiments there (width: wider
+    than 20 qubits) gets no gpu branch, so the workflow's batches step refuses, in one
+    line and before any subexperiment runs, a plan that needs one.
+    """
     result = {}
-    for name in branches_for(policy):
+    branches = branches_for(policy)
+    if "gpu" in branches and config.gpu_resource is None:
+        if branches == ("gpu",):
+            raise InputError(
+                "--policy",
+                f"stack {config.stack!r} has no GPUs (gpuVendor {config.gpu_vendor}): policy {policy!r} "
+                "runs everything on the gpu backend; use --policy cpu, or a stack with GPUs",
+            )
+        branches = tuple(name for name in branches if name != "gpu")
+    for name in branches:
         result[name] = slots(name, config)
         if result[name] < 1:
             pod = pod_requests(name, config)
@@ -110,7 +126,12 @@ def split_batches(
         raise InputError("--per-pod", f"must be at least 1, got {per_pod}")
     unknown = sorted(set(backends) - set(branch_slots))
     if unknown:
-        raise InputError("--slots", f"no slots given for backend(s) {unknown}")
+        counts = {name: list(backends).count(name) for name in unknown}
+        raise InputError(
+            "--slots",
+            f"the plan puts subexperiments on {counts} but this workflow has no branch for "
+            f"{unknown} (a stack without GPUs has no gpu branch); choose another policy or stack",
+        )
     result: dict[str, list[dict[str, int]]] = {}
     for name, count in branch_slots.items():
         ids = [uid for uid, backend in enumerate(backends) if backend == name]

@@ -174,6 +174,27 @@ def _local_queues(config: StackConfig) -> dict[str, dict[str, Any]]:
     return result
 
 
+def _backend_image_problems(where: str, container: Mapping[str, Any], config: StackConfig) -> list[str]:
+    """A step that runs the gpu backend needs the GPU worker image and a stack with GPUs."""
+    args = [str(a) for a in container.get("args") or []]
+    if "--backend" not in args or args.index("--backend") + 1 >= len(args):
+        return []
+    if args[args.index("--backend") + 1] != "gpu":
+        return []
+    problems = []
+    if config.gpu_resource is None:
+        problems.append(
+            f"{where}: runs the gpu backend, but stack {config.stack!r} has no GPUs "
+            f"(gpuVendor {config.gpu_vendor})"
+        )
+    if container.get("image") != config.gpu_worker_image:
+        problems.append(
+            f"{where}: runs the gpu backend in image {container.get('image')!r}, which has no GPU simulator "
+            f"(the stack's GPU worker image is {config.gpu_worker_image!r})"
+        )
+    return problems
+
+
 def _check_pod(name: str, template: Mapping[str, Any], config: StackConfig) -> list[str]:
     where = f"template {name}"
     problems = []
@@ -212,6 +233,7 @@ def _check_pod(name: str, template: Mapping[str, Any], config: StackConfig) -> l
         problems.append(f"{where}: must drop ALL capabilities and forbid privilege escalation")
     if "/tmp" not in {mount.get("mountPath") for mount in container.get("volumeMounts") or []}:
         problems.append(f"{where}: read-only root file system but no volume at /tmp")
+    problems += _backend_image_problems(where, container, config)
     patch = template.get("podSpecPatch")
     for ref in secret_references(template) + secret_references(json.loads(patch) if patch else {}):
         problems.append(f"{where}: references a Secret at {ref}; worker pods must hold none")

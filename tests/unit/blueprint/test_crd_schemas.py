@@ -45,6 +45,8 @@ def workflows(stack: str) -> list[dict]:
     config = load_stack_file(stack)
     out = []
     for policy in sorted(POLICIES):
+        if policy == "gpu" and config.gpu_resource is None:
+            continue  # refused on a stack without GPUs (tests/unit/test_workflow_batching.py)
         mode = "sampled" if policy == "width" else "exact"
         spec = RunSpec(scenario="cutting", policy=policy, mode=mode, shots=100 if mode == "sampled" else None)
         out.append(workflow_object(config, spec))
