@@ -10,6 +10,7 @@ import yaml
 from qhybrid.blueprint import gateway as blueprint_gateway
 from qhybrid.blueprint import names as blueprint_names
 from qhybrid.blueprint.config import load_stack_file
+from qhybrid.blueprint.kueue import kueue_objects
 from qhybrid.cli.gateway import gateway_app
 from qhybrid.gateway.client import GatewayClient, GatewayError
 from tests.gateway.conftest import in_process
@@ -123,6 +124,12 @@ def test_blueprint_deployment_args_are_accepted_by_serve(stack):
     parsed_config = parse_config(yaml.safe_load(config_map["data"][file_name]), source="ConfigMap")
     assert [b.name for b in parsed_config.backends] == ["aer", "fake_manila"]
     assert parsed_config.synchronous == "FULL"
+    # One number, two places: the pods the qpu queue admits at once = jobs each backend runs at once.
+    [qpu_queue] = [q for q in kueue_objects(config) if q["metadata"]["name"] == "cq-qpu"]
+    [resources] = [g["flavors"][0]["resources"] for g in qpu_queue["spec"]["resourceGroups"]]
+    pods = next(r["nominalQuota"] for r in resources if r["name"] == "pods")
+    assert pods == config.qpu_quota_pods
+    assert {b.concurrency for b in parsed_config.backends} == {pods}
 
 
 def test_probe_and_metrics_paths_exist(tmp_path):

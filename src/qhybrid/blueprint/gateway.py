@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from qhybrid.blueprint.config import StackConfig
+from qhybrid.blueprint.config import ConfigError, StackConfig
 from qhybrid.blueprint.names import (
     GATEWAY_CONFIG_DIR,
     GATEWAY_CONFIG_FILE,
@@ -82,6 +82,23 @@ def credentials_secret(config: StackConfig, provider_token: Any) -> dict[str, An
     }
 
 
+def backend_entry(short: str, slots: int) -> dict[str, Any]:
+    """Return a gateway backend entry (aer, emulator:<device>) that runs ``slots`` jobs at once.
+
+    A QPU *slot* is one job in flight at the gateway: each QPU-branch pod has at most one
+    (it submits its chunks one after another), Kueue admits ``qpuQuotaPods`` such pods at
+    once, and every backend runs that many jobs at once: one number, so pods never queue
+    at the gateway behind a quota Kueue already granted, and the gateway is never offered
+    more than it runs.
+    """
+    kind, _, device = short.partition(":")
+    if kind == "emulator" and device:
+        return {"name": device, "kind": "emulator", "device": device, "concurrency": slots}
+    if kind == "aer" and not device:
+        return {"name": kind, "kind": kind, "concurrency": slots}
+    raise ConfigError("gatewayBackends", f"{short!r}: use 'aer' or 'emulator:<fake device>'")
+
+
 def gateway_config(config: StackConfig) -> dict[str, Any]:
     """Return the gateway's config file content (``qhybrid gateway serve --config``).
 
@@ -97,7 +114,7 @@ def gateway_config(config: StackConfig) -> dict[str, Any]:
     if config.gateway_workflow_shot_budget > 0:
         workflow["shot_budget"] = config.gateway_workflow_shot_budget
     return {
-        "backends": list(config.gateway_backends),
+        "backends": [backend_entry(entry, config.qpu_quota_pods) for entry in config.gateway_backends],
         # In a pod, an accepted job must survive a node crash, not only a process crash.
         "store": {"synchronous": "FULL"},
         "clients": [workflow],
