@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "backends": {"errors", "cutting", "gateway"},
     "pipeline": {"errors", "atomic", "provenance", "cutting", "spec", "backends"},
     "workflow": {"errors", "atomic", "cutting", "spec", "pipeline", "blueprint"},
-    "ops": {"errors", "atomic", "spec", "pipeline", "chaos"},
+    "ops": {"errors", "atomic", "spec", "pipeline", "blueprint", "chaos"},
     "cli": {
         "errors",
         "atomic",

@@ -13,7 +13,7 @@ import typer
 
 from qhybrid import __version__
 from qhybrid.cli.gateway import gateway_app
-from qhybrid.cli.ops import drift, gameday
+from qhybrid.cli.ops import drift, gameday, preflight
 from qhybrid.cli.platform import platform_app
 from qhybrid.cli.run import run_app
 from qhybrid.cli.step import step_app
@@ -31,6 +31,7 @@ app.add_typer(platform_app, name="platform")
 app.add_typer(gateway_app, name="gateway")
 app.command("gameday")(gameday)
 app.command("drift")(drift)
+app.command("preflight")(preflight)
 
 
 def _print_version(value: bool) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from qhybrid.cli.options import ClusterAccess, StackChoice, cluster_options, stack_options
 from qhybrid.cli.terminal import user_errors
 
 
@@ -77,3 +78,38 @@ def drift(
             old=old, new=new, check=check, write_baseline=write_baseline, work=work, json_out=json_out
         )
     raise typer.Exit(code)
+
+
+@stack_options
+@cluster_options
+def preflight(
+    cluster: ClusterAccess,
+    stack: StackChoice,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
+    """Check a cluster for the platform, before and after `pulumi up`; exit 1 on any failure.
+
+    Server version, the CRDs we use, a server-side dry run (strict fields) of every
+    object we create, Pod Security labels, node pools (labels, taints, GPUs), a default
+    StorageClass and each service account's permissions (SubjectAccessReview).
+    Nothing is created.
+    """
+    import json
+
+    from rich.console import Console
+
+    from qhybrid.ops.kubeapi import KubeApi
+    from qhybrid.ops.preflight import as_json, as_table, failed, run_preflight, summary
+
+    with user_errors():
+        config = stack.load()
+        api = KubeApi.from_kubeconfig(cluster.kubeconfig, cluster.context)
+        rows = run_preflight(api, config)
+    if json_output:
+        sys.stdout.write(json.dumps(as_json(rows, config.stack), indent=1) + "\n")
+    else:
+        console = Console()
+        console.print(as_table(rows))
+        console.print(summary(rows))
+    if failed(rows):
+        raise typer.Exit(1)
