@@ -26,10 +26,13 @@ setup: $(BIN)/qhybrid ## create .venv and install qhybrid with its dev tools
 run: setup ## run the reference cutting workload on the local default (exact mode, cpu)
 	$(BIN)/qhybrid run cutting
 
-lint: setup ## ruff (lint + format check) and mypy
+lint: setup ## ruff (lint + format check), mypy, and actionlint, zizmor, hadolint on what we ship
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/actionlint .github/workflows/*.yml
+	$(BIN)/zizmor --offline .github/workflows/
+	$(BIN)/hadolint images/*.Dockerfile
 
 test: lint ## lint, then the test suite (heavy cases: make test PYTEST_ARGS="-m slow")
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

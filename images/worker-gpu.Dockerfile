@@ -13,6 +13,8 @@
 
 # ---- build: a virtual environment holding qhybrid and qiskit-aer-gpu ----
 FROM nvidia/cuda:12.9.1-base-ubuntu24.04 AS builder
+# A failing command anywhere in a piped RUN fails the build (hadolint DL4006).
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
@@ -40,13 +42,16 @@ RUN python -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'r
 RUN pip install . \
  && pip uninstall -y qiskit-aer \
  && pip install -r /tmp/requirements-gpu.txt \
- && { pip check || true; } \
-    | grep -v -e 'requires qiskit-aer, which is not installed' -e '^No broken requirements' \
-    | tee /tmp/pip-check.txt \
+ && { pip check > /tmp/pip-check-all.txt || true; } \
+ && { grep -v -e 'requires qiskit-aer, which is not installed' -e '^No broken requirements' \
+        /tmp/pip-check-all.txt || true; } > /tmp/pip-check.txt \
+ && cat /tmp/pip-check.txt \
  && test ! -s /tmp/pip-check.txt
 
 # ---- run: the virtual environment on a clean CUDA base, as a non-root user ----
 FROM nvidia/cuda:12.9.1-base-ubuntu24.04
+# A failing command anywhere in a piped RUN fails the build (hadolint DL4006).
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 tini \

@@ -8,6 +8,8 @@
 
 # ---- build: a virtual environment holding qhybrid and its dependencies ----
 FROM python:3.12.12-slim-bookworm AS builder
+# A failing command anywhere in a piped RUN fails the build (hadolint DL4006).
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
@@ -27,6 +29,8 @@ RUN pip install . \
 
 # ---- run: the virtual environment on a clean base, as a non-root user ----
 FROM python:3.12.12-slim-bookworm
+# A failing command anywhere in a piped RUN fails the build (hadolint DL4006).
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/* \

@@ -172,7 +172,12 @@ def deployment(config: StackConfig) -> dict[str, Any]:
     probe = {"httpGet": {"path": "/healthz", "port": GATEWAY_PORT_NAME}, "periodSeconds": 10}
     container = {
         "name": "gateway",
+        # By digest where the stack config gives one (gatewayImage: repo@sha256:...): kind loads
+        # locally built images by tag, which no registry can resolve to a digest.
         "image": config.gateway_image,
+        # Not Always: kind's nodes hold images `kind load` put there and pull from nowhere; a
+        # released tag is immutable in our registry, and a digest pins it where one is given.
+        "imagePullPolicy": "IfNotPresent",
         "args": [
             "gateway",
             "serve",
@@ -190,7 +195,11 @@ def deployment(config: StackConfig) -> dict[str, Any]:
         "ports": [{"name": GATEWAY_PORT_NAME, "containerPort": config.gateway_port, "protocol": "TCP"}],
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": GATEWAY_PORT_NAME}},
         "livenessProbe": {**probe, "failureThreshold": 6},
-        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+        # An emulator job is CPU-bound; the limit keeps two at once from starving the node.
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "512Mi"},
+            "limits": {"cpu": "2", "memory": "2Gi"},
+        },
         "securityContext": restricted_container_security(),
         "volumeMounts": [
             {"name": "provider-credentials", "mountPath": GATEWAY_CREDENTIALS_MOUNT, "readOnly": True},
