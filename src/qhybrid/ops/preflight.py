@@ -218,7 +218,7 @@ def default_storage_class(api: KubeApi, config: StackConfig) -> list[Row]:
     ]
 
 
-def _access(
+def can(
     api: KubeApi,
     user: str,
     verb: str,
@@ -227,6 +227,7 @@ def _access(
     namespace: str | None,
     name: str | None = None,
 ) -> bool:
+    """Ask the server (SubjectAccessReview) whether ``user`` may ``verb`` the resource."""
     attributes: dict[str, Any] = {"verb": verb, "group": group, "resource": resource}
     if namespace:
         attributes["namespace"] = namespace
@@ -257,7 +258,7 @@ def service_account_permissions(api: KubeApi, config: StackConfig) -> list[Row]:
     for user, verb, group, resource, namespace, should in wanted:
         account = user.rsplit(":", 1)[-1]
         what = f"{account} {'can' if should else 'cannot'} {verb} {resource}"
-        allowed = _access(api, user, verb, group, resource, namespace)
+        allowed = can(api, user, verb, group, resource, namespace)
         ok = allowed == should
         rows.append(
             Row(

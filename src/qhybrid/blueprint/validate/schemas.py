@@ -107,13 +107,21 @@ def crd_schemas(crd: Mapping[str, Any], *, strict: bool = True) -> Schemas:
     return found
 
 
+def crd_documents(directory: Path) -> list[dict[str, Any]]:
+    """Return every CustomResourceDefinition in the YAML files below ``directory``, in file order."""
+    documents = []
+    for path in sorted(directory.rglob("*.yaml")):
+        for document in yaml.load_all(path.read_text(encoding="utf-8"), Loader=_CrdLoader):  # noqa: S506
+            if isinstance(document, dict) and document.get("kind") == "CustomResourceDefinition":
+                documents.append(document)
+    return documents
+
+
 def load_crd_schemas(directory: Path, *, strict: bool = True) -> Schemas:
     """Read every CRD file below ``directory`` and return the schemas of all their served versions."""
     schemas: Schemas = {}
-    for path in sorted(directory.rglob("*.yaml")):
-        for document in yaml.load_all(path.read_text(encoding="utf-8"), Loader=_CrdLoader):  # noqa: S506
-            if isinstance(document, Mapping) and document.get("kind") == "CustomResourceDefinition":
-                schemas.update(crd_schemas(document, strict=strict))
+    for document in crd_documents(directory):
+        schemas.update(crd_schemas(document, strict=strict))
     return schemas
 
 
