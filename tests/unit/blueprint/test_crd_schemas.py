@@ -114,3 +114,52 @@ def test_wrong_types_and_unserved_versions_are_errors(schemas):
     queue["apiVersion"] = "kueue.x-k8s.io/v1alpha9"
     [problem] = schema_problems(queue, schemas)
     assert "no CRD serves it" in problem and "kueue.x-k8s.io/v1beta2" in problem
+
+
+# What the hand-written checks (blueprint/validate) no longer check because the schema does.
+SCHEMA_CATCHES = {
+    "relabel action": (
+        "ServiceMonitor",
+        lambda o: o["spec"]["endpoints"][0].update(relabelings=[{"action": "rename", "targetLabel": "x"}]),
+        "spec.endpoints.0.relabelings.0.action",
+    ),
+    "scheme": ("ServiceMonitor", lambda o: o["spec"]["endpoints"][0].update(scheme="ftp"), "scheme"),
+    "interval format": (
+        "ServiceMonitor",
+        lambda o: o["spec"]["endpoints"][0].update(interval="30 seconds"),
+        "spec.endpoints.0.interval",
+    ),
+    "monitor API group": (
+        "ServiceMonitor",
+        lambda o: o.update(apiVersion="monitoring.example.com/v1"),
+        "no CRD",
+    ),
+    "alert for": (
+        "PrometheusRule",
+        lambda o: next(r for g in o["spec"]["groups"] for r in g["rules"] if "alert" in r).update(
+            {"for": "10 min"}
+        ),
+        ".for",
+    ),
+    "group interval": (
+        "PrometheusRule",
+        lambda o: o["spec"]["groups"][0].update(interval="often"),
+        "interval",
+    ),
+    "cohort name": ("ClusterQueue", lambda o: o["spec"].update(cohortName="Bad_Name"), "spec.cohortName"),
+    "local queue target": (
+        "LocalQueue",
+        lambda o: o["spec"].update(clusterQueue="Bad_Name"),
+        "spec.clusterQueue",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCHEMA_CATCHES))
+def test_the_schema_catches_what_the_hand_written_checks_left_to_it(schemas, case):
+    kind, mutate, where = SCHEMA_CATCHES[case]
+    obj = first(kind, schemas)
+    assert schema_problems(obj, schemas) == []
+    mutate(obj)
+    problems = schema_problems(obj, schemas)
+    assert problems and any(where in p for p in problems), problems

@@ -1,8 +1,12 @@
 """Checks for Prometheus operator objects (monitors, rules) and Grafana dashboard ConfigMaps.
 
-What the operator or Prometheus would reject or silently ignore: a relabeling with
-no target, a port that is neither a name nor a number, an alert without severity,
-a dashboard that is not JSON or whose uid is too long.
+Only what the upstream CRDs' schemas cannot say (validate.schemas checks those, in
+strict mode: field names, types, enums such as a relabel action or a scheme, and
+duration patterns): fields that depend on each other (one port field, a timeout
+within its interval, an action that needs a target), our own rules (every alert has
+a severity, a summary and a description), and what Prometheus or Grafana would
+reject or silently ignore (a port that is not a port name, a dashboard that is not
+JSON or whose uid is too long).
 """
 
 from __future__ import annotations
@@ -28,19 +32,6 @@ _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _PROM_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _PROM_METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _ALERT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_RELABEL_ACTIONS = (
-    "replace",
-    "keep",
-    "drop",
-    "hashmod",
-    "labelmap",
-    "labeldrop",
-    "labelkeep",
-    "lowercase",
-    "uppercase",
-    "keepequal",
-    "dropequal",
-)
 _NEEDS_TARGET = ("replace", "hashmod", "lowercase", "uppercase", "keepequal", "dropequal")
 ALERT_SEVERITIES = ("critical", "warning", "info")
 
@@ -53,9 +44,8 @@ def _relabel_problems(relabelings: Any, where: str) -> list[str]:
     problems = []
     for i, relabel in enumerate(relabelings):
         at = f"{where}[{i}]"
+        # The action's spelling is the CRD's enum (validate.schemas); what it needs is checked here.
         action = str(relabel.get("action", "replace")).lower()
-        if action not in _RELABEL_ACTIONS:
-            problems.append(f"{at}: unknown action {action!r}")
         target = relabel.get("targetLabel")
         if action in _NEEDS_TARGET and not target:
             problems.append(f"{at}: action {action} needs targetLabel")
@@ -83,18 +73,11 @@ def _endpoint_problems(endpoint: Any, where: str, port_fields: tuple[str, ...]) 
     path = endpoint.get("path", "/metrics")
     if not isinstance(path, str) or not path.startswith("/"):
         problems.append(f"{where}: path {path!r} must start with '/'")
-    scheme = str(endpoint.get("scheme", "http")).lower()
-    if scheme not in ("http", "https"):
-        problems.append(f"{where}: scheme {scheme!r} is not http or https")
+    scheme = str(endpoint.get("scheme", "http")).lower()  # its enum is the CRD's
     if scheme == "http" and (endpoint.get("tlsConfig") or endpoint.get("bearerTokenFile")):
         problems.append(f"{where}: tlsConfig or a bearer token over plain http")
-    durations = {}
-    for field in ("interval", "scrapeTimeout"):
-        if field in endpoint:
-            durations[field] = duration_seconds(endpoint[field])
-            if durations[field] is None:
-                problems.append(f"{where}: {field} {endpoint[field]!r} is not a Prometheus duration")
-    interval, timeout = durations.get("interval"), durations.get("scrapeTimeout")
+    # Their format is the CRD's pattern; how they compare is not.
+    interval, timeout = (duration_seconds(endpoint.get(f)) for f in ("interval", "scrapeTimeout"))
     if interval is not None and timeout is not None and timeout > interval:
         problems.append(f"{where}: scrapeTimeout is longer than interval")
     problems += _relabel_problems(endpoint.get("relabelings"), f"{where}.relabelings")
@@ -108,10 +91,7 @@ def _monitor_problems(
     spec = obj.get("spec")
     if not isinstance(spec, Mapping):
         return ["spec is missing"]
-    problems = []
-    if not str(obj.get("apiVersion", "")).startswith("monitoring.coreos.com/"):
-        problems.append(f"apiVersion {obj.get('apiVersion')!r} is not monitoring.coreos.com")
-    problems += selector_problems(spec.get("selector"), "spec.selector")
+    problems = selector_problems(spec.get("selector"), "spec.selector")
     namespace_selector = spec.get("namespaceSelector")
     if namespace_selector is not None:
         names = namespace_selector.get("matchNames")
@@ -162,9 +142,6 @@ def _rule_problems(rule: Any, where: str) -> list[str]:
     where = f"{where} ({alert})"
     if not _ALERT_NAME.match(str(alert)):
         problems.append(f"{where}: alert name must be letters, digits and '_'")
-    for field in ("for", "keep_firing_for"):
-        if field in rule and duration_seconds(rule[field]) is None:
-            problems.append(f"{where}: {field} {rule[field]!r} is not a Prometheus duration")
     if labels.get("severity") not in ALERT_SEVERITIES:
         problems.append(f"{where}: labels.severity must be one of {list(ALERT_SEVERITIES)}")
     annotations = rule.get("annotations") or {}
@@ -186,8 +163,6 @@ def check_prometheus_rule(obj: Mapping[str, Any]) -> list[str]:
         where = f"spec.groups[{i}]"
         if not group.get("name"):
             problems.append(f"{where}: name is missing")
-        if "interval" in group and duration_seconds(group["interval"]) is None:
-            problems.append(f"{where}: interval {group['interval']!r} is not a Prometheus duration")
         rules = group.get("rules")
         if not isinstance(rules, list) or not rules:
             problems.append(f"{where}: rules must be a non-empty list")
