@@ -22,9 +22,11 @@ class HelmChart:
     checked: str = ""  # when and where the pin was checked
 
 
-# Chart 1.0.18 deploys Workflows v4.0.6 (full CRDs since chart 1.0). Our Workflows are
-# validated against the v4.0.10 full CRDs in ../shared/crds, and were checked against the
-# chart's own v4.0.6 CRDs by hand on the same day (no field we set differs between them).
+# Chart 1.0.18 deploys Workflows v4.0.6 and its full CRDs (charts/argo-workflows/files/
+# crds/full, applied by a pre-install hook Job that fetches them from the chart's release
+# unless crds.upgradeJob.crdBaseURL points elsewhere). Our Workflows are validated against
+# the v4.0.10 full CRDs in ../shared/crds in every test run; on 2026-11-29 they were also
+# validated against the chart's v4.0.6 CRDs, whose Workflow schema is identical.
 ARGO_WORKFLOWS = HelmChart(
     "argo-workflows",
     "https://argoproj.github.io/argo-helm",
