@@ -54,3 +54,39 @@ def invoke(*args: str) -> Any:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def every_workflow(stack: str, *, both_artifact_stores: bool = True) -> list[dict[str, Any]]:
+    """Return the Workflow of every policy the stack can run, and under the other artifact store.
+
+    A stack without GPUs refuses the all-GPU policy (tests/scenarios/test_workflow.py), so it is left out.
+    """
+    from dataclasses import replace
+
+    from qhybrid.blueprint.config import load_stack_file
+    from qhybrid.cutting.policies import POLICIES
+    from qhybrid.spec import RunSpec
+    from qhybrid.workflow.build import workflow_object
+
+    config = load_stack_file(stack)
+    out = []
+    for policy in sorted(POLICIES):
+        if policy == "gpu" and config.gpu_resource is None:
+            continue
+        sampled = policy == "width"  # the QPU branch samples
+        spec = RunSpec(
+            scenario="cutting",
+            policy=policy,
+            mode="sampled" if sampled else "exact",
+            shots=64 if sampled else None,
+        )
+        out.append(workflow_object(config, spec))
+    if both_artifact_stores:
+        if config.artifact_store == "pvc":
+            other = replace(
+                config, artifact_store="s3", artifact_s3_endpoint="minio:9000", artifact_s3_bucket="b"
+            )
+        else:
+            other = replace(config, artifact_store="pvc")
+        out.append(workflow_object(other, RunSpec(scenario="cutting")))
+    return out

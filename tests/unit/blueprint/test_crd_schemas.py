@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,7 @@ import yaml
 from qhybrid.blueprint.config import load_stack_file
 from qhybrid.blueprint.render import rendered_parts
 from qhybrid.blueprint.validate.schemas import custom_resources, load_crd_schemas, schema_problems
-from qhybrid.cutting.policies import POLICIES
-from qhybrid.spec import RunSpec
-from qhybrid.workflow.build import workflow_object
-from tests.conftest import REPO
+from tests.conftest import REPO, every_workflow
 
 CRDS_DIR = Path(os.environ.get("QHYBRID_CRDS_DIR") or REPO.parent / "shared" / "crds")
 pytestmark = pytest.mark.skipif(
@@ -42,21 +38,7 @@ def platform_resources(stack: str, schemas) -> list[dict]:
 
 
 def workflows(stack: str) -> list[dict]:
-    config = load_stack_file(stack)
-    out = []
-    for policy in sorted(POLICIES):
-        if policy == "gpu" and config.gpu_resource is None:
-            continue  # refused on a stack without GPUs (tests/unit/test_workflow_batching.py)
-        mode = "sampled" if policy == "width" else "exact"
-        spec = RunSpec(scenario="cutting", policy=policy, mode=mode, shots=100 if mode == "sampled" else None)
-        out.append(workflow_object(config, spec))
-    if config.artifact_store == "pvc":
-        s3 = {"artifact_s3_endpoint": "minio:9000", "artifact_s3_bucket": "b"}
-        other = replace(config, artifact_store="s3", **s3)
-    else:
-        other = replace(config, artifact_store="pvc")
-    out.append(workflow_object(other, RunSpec(scenario="cutting")))
-    return out
+    return every_workflow(stack, both_artifact_stores=True)
 
 
 def test_every_upstream_crd_loads_with_every_served_version(schemas):

@@ -14,28 +14,12 @@ import pytest
 from qhybrid.blueprint import argo
 from qhybrid.blueprint.config import load_stack_file
 from qhybrid.blueprint.pod_security import baseline_violations, restricted_violations
-from qhybrid.cutting.policies import POLICIES
-from qhybrid.spec import RunSpec
-from qhybrid.workflow.build import workflow_object
 from qhybrid.workflow.pods import container_templates, template_pod
+from tests.conftest import every_workflow
 
 
 def workflows(stack: str) -> list[dict]:
-    config = load_stack_file(stack)
-    out = []
-    for policy in sorted(POLICIES):
-        if policy == "gpu" and config.gpu_resource is None:
-            continue  # refused on a stack without GPUs (tests/unit/test_workflow_batching.py)
-        mode = "sampled" if policy == "width" else "exact"
-        out.append(
-            workflow_object(
-                config,
-                RunSpec(
-                    scenario="cutting", policy=policy, mode=mode, shots=64 if mode == "sampled" else None
-                ),
-            )
-        )
-    return out
+    return every_workflow(stack, both_artifact_stores=False)
 
 
 @pytest.mark.parametrize("stack", ["kind", "eks"])
