@@ -117,12 +117,20 @@ def free_port() -> int:
 class GatewayProcess:
     """``qhybrid gateway serve`` in a subprocess on 127.0.0.1."""
 
-    def __init__(self, tmp_path: Path, data: dict[str, Any], *, credentials_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        data: dict[str, Any],
+        *,
+        credentials_dir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.config_file = tmp_path / "gateway.yaml"
         self.config_file.write_text(yaml.safe_dump(data))
         self.state_dir = tmp_path / "state"
         self.log_file = tmp_path / "gateway.log"
         self.credentials_dir = credentials_dir
+        self.extra_args = extra_args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -136,6 +144,7 @@ class GatewayProcess:
         ]  # fmt: skip
         if self.credentials_dir is not None:
             args += ["--credentials-dir", str(self.credentials_dir)]
+        args += list(self.extra_args)
         log = open(self.log_file, "ab")  # noqa: SIM115 - the child writes to it
         self.process = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=dict(os.environ)

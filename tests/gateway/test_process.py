@@ -144,3 +144,21 @@ def test_kill_9_mid_load_then_restart_loses_and_duplicates_nothing(tmp_path):
     finally:
         stop.set()
         gateway.stop()
+
+
+def test_the_access_log_never_holds_a_query_string(tmp_path):
+    # Given a gateway logging every request, and clients that put tokens in the query string,
+    gateway = GatewayProcess(
+        tmp_path, {"backends": ["trivial"], "clients": []}, extra_args=("--access-log",)
+    ).start()
+    secret = "query-token-that-must-not-be-logged"
+    try:
+        for path in ("/v1/backends", "/v1/jobs/nope", "/healthz"):
+            httpx.get(f"{gateway.url}{path}?token={secret}&x=1", timeout=10)
+    finally:
+        gateway.stop()
+    log = gateway.log_file.read_text()
+    # then the access log shows each request's path, and never the query.
+    assert '"GET /v1/backends?<redacted> HTTP/1.1" 401' in log
+    assert '"GET /healthz?<redacted> HTTP/1.1" 200' in log
+    assert secret not in log and "x=1" not in log

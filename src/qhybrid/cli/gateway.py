@@ -61,7 +61,7 @@ def serve(
     from qhybrid.errors import QhybridError
     from qhybrid.gateway.auth import hash_token, new_token, write_token_file
     from qhybrid.gateway.config import ClientConfig, default_config, load_config
-    from qhybrid.gateway.credentials import CredentialStore, RedactingFilter
+    from qhybrid.gateway.credentials import CredentialStore, QueryStringFilter, RedactingFilter
 
     state_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock_state_dir(state_dir)
@@ -89,6 +89,7 @@ def serve(
     credentials = CredentialStore(credentials_dir, interval=settings.reload_interval_seconds)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(QueryStringFilter())  # before the secrets filter renders the message
     handler.addFilter(RedactingFilter(credentials))
     logging.basicConfig(level=log_level.upper(), handlers=[handler], force=True)
     # Qiskit logs every transpiler pass at INFO.

@@ -185,3 +185,22 @@ class RedactingFilter(logging.Filter):
                 record.exc_text = redact(logging.Formatter().formatException(record.exc_info), secrets)
                 record.exc_info = None
         return True
+
+
+class QueryStringFilter(logging.Filter):
+    """Drop query strings from uvicorn's access log: a client may put a token there (never honoured).
+
+    uvicorn logs ``(client, method, full path, HTTP version, status)``; the path keeps
+    everything before ``?``, so nothing a client sent after it reaches a log.
+    """
+
+    ACCESS_LOGGER = "uvicorn.access"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite an access record's path to the part before ``?``."""
+        if record.name == self.ACCESS_LOGGER and isinstance(record.args, tuple) and len(record.args) >= 3:
+            args = list(record.args)
+            if isinstance(args[2], str) and "?" in args[2]:
+                args[2] = args[2].split("?", 1)[0] + "?<redacted>"
+                record.args = tuple(args)
+        return True
