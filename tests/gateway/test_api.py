@@ -299,3 +299,32 @@ def test_emulated_device_transpiles_to_its_isa_and_lists_its_calibration_age(tmp
         # gauge the staleness alert watches (which would otherwise fire forever).
         with pytest.raises(AssertionError, match="not exported"):
             metric_value(client, metric_names.GATEWAY_CALIBRATION_AGE_SECONDS, backend="fake_manila")
+
+
+def test_every_error_has_one_format_and_the_openapi_declares_the_contract(tmp_path):
+    with in_process(tmp_path) as (client, _):
+        # FastAPI's own answers (unknown route, wrong method, a bad query parameter) use the error body too.
+        missing = client.get("/nowhere")
+        assert missing.status_code == 404 and missing.json() == {"error": "not_found", "detail": "Not Found"}
+        wrong = client.put("/healthz")
+        assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+        bad = client.get("/v1/jobs/x/result", params={"wait": "soon"}, headers=auth("alice"))
+        assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
+        assert "wait" in bad.json()["detail"]
+        document = client.get("/openapi.json").json()
+    submit = document["paths"]["/v1/jobs"]["post"]
+    assert submit["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/JobRequest"
+    }
+    assert submit["security"] == [{"bearer": []}]
+    assert document["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    assert set(document["components"]["schemas"]["JobRequest"]["required"]) == {
+        "job_key",
+        "shots",
+        "circuits",
+    }
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            assert "422" not in operation["responses"], path
+            error = operation["responses"]["404"]["content"]["application/json"]["schema"]
+            assert error == {"$ref": "#/components/schemas/ErrorBody"}

@@ -25,17 +25,20 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from qiskit import QuantumCircuit
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from qhybrid.cutting.fingerprint import circuit_fingerprint, derive_seed
+from qhybrid.gateway.api_schema import HTTP_ERROR_CODES, JobRequest, openapi_document
 from qhybrid.gateway.auth import Authenticator, AuthFailure
 from qhybrid.gateway.config import ClientConfig, GatewayConfig
 from qhybrid.gateway.credentials import CredentialStore
@@ -49,24 +52,6 @@ from qhybrid.gateway.store import TERMINAL, BudgetExceeded, JobStore, KeyConflic
 log = logging.getLogger("qhybrid.gateway")
 CLIENT_SCOPE_KEY = "qhybrid.client"
 MAX_WAIT_SECONDS = 60.0
-
-
-class JobRequest(BaseModel):
-    """A job submission."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    job_key: str = Field(min_length=1, max_length=200, description="client-chosen idempotency key")
-    shots: int = Field(gt=0)
-    circuits: str | list[str] = Field(
-        description="base64 QPY (format qpy) or OpenQASM 3 texts (format qasm3)"
-    )
-    format: Literal["qpy", "qasm3"] = "qpy"
-    backend: str | None = None
-    seed: int = Field(default=0, ge=0, lt=2**63)
-    seeds: list[int] | None = Field(
-        default=None, description="one seed per circuit; default derived from seed"
-    )
 
 
 class ApiError(Exception):
@@ -238,6 +223,22 @@ def create_app(gateway: Gateway) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
         return _error(error.status, error.code, error.detail, error.headers)
+
+    # One error format for every answer: FastAPI's own 404, 405 and validation bodies too.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_ERROR_CODES.get(error.status_code, "http_error")
+        return _error(error.status_code, code, str(error.detail), dict(error.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        parts = [
+            f"{'.'.join(str(p) for p in item['loc']) or 'request'}: {item['msg']}"
+            for item in error.errors()[:5]
+        ]
+        return _error(400, "invalid_request", "; ".join(parts))
+
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
 
     def client_of(request: Request) -> ClientConfig:
         return request.scope[CLIENT_SCOPE_KEY]
