@@ -328,3 +328,29 @@ def test_every_error_has_one_format_and_the_openapi_declares_the_contract(tmp_pa
             assert "422" not in operation["responses"], path
             error = operation["responses"]["404"]["content"]["application/json"]["schema"]
             assert error == {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def test_a_job_key_reused_with_another_gate_definition_is_a_conflict_not_the_old_result(gateway):
+    # Given one job key and two circuits that differ only in what custom gate foo does,
+    client, _ = gateway
+    text = (
+        'OPENQASM 3.0;\ninclude "stdgates.inc";\ngate foo q {{ {body} q; }}\n'
+        "qubit[1] r;\nbit[1] c;\nfoo r[0];\nc[0] = measure r[0];\n"
+    )
+    identity = {
+        "job_key": "foo",
+        "shots": 100,
+        "format": "qasm3",
+        "circuits": [text.format(body="id")],
+        "backend": "aer",
+    }
+    flip = {**identity, "circuits": [text.format(body="x")]}
+    first = client.post("/v1/jobs", json=identity, headers=auth("alice"))
+    assert first.status_code == 202
+    assert wait_result(client, first.json()["id"])["result"]["results"][0]["counts"] == {"0x0": 100}
+    # then the second is refused (409), never answered with the first's counts;
+    second = client.post("/v1/jobs", json=flip, headers=auth("alice"))
+    assert second.status_code == 409 and second.json()["error"] == "job_key_conflict"
+    # under its own key it gets its own, right, answer.
+    own = client.post("/v1/jobs", json={**flip, "job_key": "foo-x"}, headers=auth("alice"))
+    assert wait_result(client, own.json()["id"])["result"]["results"][0]["counts"] == {"0x1": 100}

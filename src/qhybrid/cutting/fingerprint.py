@@ -7,10 +7,13 @@ headers embed), not on object identity, and not on the order of execution.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 
-from qiskit.circuit import ParameterExpression, QuantumCircuit
+import numpy as np
+from qiskit.circuit import Instruction, ParameterExpression, QuantumCircuit
+from qiskit.circuit.library import UnitaryGate
 from qiskit.quantum_info import SparsePauliOp
 
 _FINGERPRINT_SCHEMA = b"qhybrid-circuit-v1"
@@ -33,27 +36,68 @@ def _param_token(param: object) -> str:
     raise ValueError(f"cannot fingerprint instruction parameter of type {type(param).__name__}")
 
 
+@functools.cache
+def _standard_operations() -> dict[str, type]:
+    """Return name -> class of the operations whose meaning their name fixes (Qiskit's standard set)."""
+    from qiskit.circuit.library import get_standard_gate_name_mapping
+
+    return {name: type(operation) for name, operation in get_standard_gate_name_mapping().items()}
+
+
+def _operation_token(operation: Instruction) -> str:
+    """Return what an operation does, as text: its name when that fixes its meaning, else its content.
+
+    A standard gate (``cx``, ``ry``, ``measure``, ...) is its name and parameters. Anything
+    else (a custom gate from an OpenQASM ``gate`` definition, a ``UnitaryGate``) is hashed
+    by what it does: its matrix, or its definition, recursively. Its name is left out, so
+    two definitions of one operation under different names agree, and one name with two
+    definitions does not.
+    """
+    params = ",".join(_param_token(p) for p in operation.params if not isinstance(p, np.ndarray))
+    name, kind = operation.name, type(operation)
+    if _standard_operations().get(name) is kind:
+        return f"{name}({params})"
+    if getattr(operation, "blocks", None):
+        raise ValueError(f"control-flow instruction {operation.name!r} is not supported")
+    shape = f"{operation.num_qubits},{operation.num_clbits}"
+    if isinstance(operation, UnitaryGate):
+        matrix = np.asarray(operation.to_matrix(), dtype=complex)
+        entries = ",".join(f"{z.real.hex()}:{z.imag.hex()}" for z in matrix.ravel())
+        return f"unitary[{shape}]({entries})"
+    definition = operation.definition
+    if definition is not None:
+        return f"def[{shape}]{{{''.join(_body_tokens(definition))}}}"
+    raise ValueError(f"cannot fingerprint operation {operation.name!r}: not standard and has no definition")
+
+
+def _body_tokens(circuit: QuantumCircuit) -> list[str]:
+    qubit_index = {bit: i for i, bit in enumerate(circuit.qubits)}
+    clbit_index = {bit: i for i, bit in enumerate(circuit.clbits)}
+    tokens = []
+    for instruction in circuit.data:
+        operation = instruction.operation
+        if operation.name == "barrier":
+            continue  # barriers change nothing a backend computes
+        qubits = ",".join(str(qubit_index[q]) for q in instruction.qubits)
+        clbits = ",".join(str(clbit_index[c]) for c in instruction.clbits)
+        tokens.append(f"{_operation_token(operation)}[{qubits}][{clbits}];")
+    return tokens
+
+
 def circuit_fingerprint(circuit: QuantumCircuit) -> str:
     """Return a SHA-256 hex digest of a circuit's operations, qubits, clbits and registers.
 
     Floats are hashed by their exact binary value (``float.hex``), so two circuits
     share a fingerprint exactly when a simulator would treat them identically.
+    Operations that are not standard gates are hashed by their definition or matrix
+    (see :func:`_operation_token`). Classical register names stay in the hash: the
+    backends read outcomes by register (observable bits, QPD bits), so two circuits
+    that differ only there are run differently.
     """
     digest = hashlib.sha256(_FINGERPRINT_SCHEMA)
     digest.update(struct.pack("<II", circuit.num_qubits, circuit.num_clbits))
     tokens = [f"creg:{creg.name}:{creg.size};" for creg in circuit.cregs]
-    qubit_index = {bit: i for i, bit in enumerate(circuit.qubits)}
-    clbit_index = {bit: i for i, bit in enumerate(circuit.clbits)}
-    for instruction in circuit.data:
-        operation = instruction.operation
-        if operation.name == "barrier":
-            continue  # barriers change nothing a backend computes
-        if getattr(operation, "blocks", None):
-            raise ValueError(f"control-flow instruction {operation.name!r} is not supported")
-        params = ",".join(_param_token(p) for p in operation.params)
-        qubits = ",".join(str(qubit_index[q]) for q in instruction.qubits)
-        clbits = ",".join(str(clbit_index[c]) for c in instruction.clbits)
-        tokens.append(f"{operation.name}({params})[{qubits}][{clbits}];")
+    tokens += _body_tokens(circuit)
     digest.update("".join(tokens).encode())
     return digest.hexdigest()
 
