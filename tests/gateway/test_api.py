@@ -354,3 +354,20 @@ def test_a_job_key_reused_with_another_gate_definition_is_a_conflict_not_the_old
     # under its own key it gets its own, right, answer.
     own = client.post("/v1/jobs", json={**flip, "job_key": "foo-x"}, headers=auth("alice"))
     assert wait_result(client, own.json()["id"])["result"]["results"][0]["counts"] == {"0x1": 100}
+
+
+def test_costly_openqasm_is_refused_with_413_before_parsing_and_health_stays_fast(tmp_path):
+    from tests.unit.test_qasm_guard import deep_expression, doubling_gates, huge_register
+
+    with in_process(tmp_path) as (client, gateway):
+        for text, limit in (
+            (huge_register(), f"the limit of {gateway.max_qubits}"),
+            (deep_expression(), "nested more than 64 deep"),
+            (doubling_gates(), f"more than {gateway.config.limits.max_operations_per_circuit} operations"),
+        ):
+            body = {"job_key": f"k{len(text)}", "shots": 10, "format": "qasm3", "circuits": [text]}
+            refused = client.post("/v1/jobs", json=body, headers=auth("alice"))
+            assert refused.status_code == 413
+            assert refused.json()["error"] == "circuit_too_costly" and limit in refused.json()["detail"]
+            assert client.get("/healthz").status_code == 200
+        assert gateway.max_qubits == 64  # the widest configured backend (trivial)

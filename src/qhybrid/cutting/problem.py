@@ -24,6 +24,7 @@ from qiskit_addon_cutting import (
     partition_problem,
 )
 
+from qhybrid.cutting.qasm_guard import QasmTooCostly, check_qasm_cost
 from qhybrid.errors import InputError
 
 # Widest circuit whose exact statevector (2**26 amplitudes, 1 GiB) we compute for comparison.
@@ -69,6 +70,10 @@ def parse_qasm(text: str, *, source: str = "<qasm>") -> QuantumCircuit:
     version = "3" if "OPENQASM 3" in text else "2" if "OPENQASM 2" in text else None
     if version is None:
         raise InputError("--circuit", f"{source} has no 'OPENQASM 2.0;' or 'OPENQASM 3.0;' header")
+    try:
+        check_qasm_cost(text)  # before the parser, whose cost a tiny text can blow up
+    except QasmTooCostly as error:
+        raise InputError("--circuit", f"{source}: {error}") from None
     try:
         circuit = (
             qasm3.loads(text)

@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from qhybrid.cutting.fingerprint import circuit_fingerprint, derive_seed
+from qhybrid.cutting.qasm_guard import DEFAULT_MAX_QUBITS
 from qhybrid.gateway.api_schema import HTTP_ERROR_CODES, JobRequest, openapi_document
 from qhybrid.gateway.auth import Authenticator, AuthFailure
 from qhybrid.gateway.config import ClientConfig, GatewayConfig
@@ -46,7 +47,7 @@ from qhybrid.gateway.executor import Executor
 from qhybrid.gateway.kubernetes_auth import reviewer_for
 from qhybrid.gateway.metrics import GatewayMetrics
 from qhybrid.gateway.payload import PayloadError, check_circuits, decode_circuits
-from qhybrid.gateway.providers import GatewayBackend, build_backend
+from qhybrid.gateway.providers import GatewayBackend, build_backend, widest
 from qhybrid.gateway.store import TERMINAL, BudgetExceeded, JobStore, KeyConflict, NewJob, QueueFull
 
 log = logging.getLogger("qhybrid.gateway")
@@ -137,6 +138,7 @@ class Gateway:
     loop: asyncio.AbstractEventLoop | None = None
     waiters: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
     count_reloads: Callable[[], None] = lambda: None  # set by build_gateway
+    max_qubits: int = DEFAULT_MAX_QUBITS  # the widest backend's, set by build_gateway
 
     def notify(self, job_id: str) -> None:
         """Wake long-polls on ``job_id`` (called from worker threads)."""
@@ -183,6 +185,7 @@ def build_gateway(config: GatewayConfig, store: JobStore, credentials: Credentia
             generation["seen"] = current
 
     gateway.count_reloads = count_reloads
+    gateway.max_qubits = widest(backends.values(), DEFAULT_MAX_QUBITS)
     return gateway
 
 
@@ -430,7 +433,10 @@ def admit(gateway: Gateway, client: ClientConfig, body: bytes) -> tuple[dict[str
         else json.dumps(request.circuits).encode()
     )
     try:
-        circuits = decode_circuits(request.format, request.circuits)
+        limit = gateway.config.limits.max_operations_per_circuit
+        circuits = decode_circuits(
+            request.format, request.circuits, max_qubits=gateway.max_qubits, max_operations=limit
+        )
         check_circuits(circuits, gateway.config.limits, None)
         backend.check(circuits)
     except PayloadError as error:

@@ -14,6 +14,12 @@ from dataclasses import dataclass
 
 from qiskit import QuantumCircuit
 
+from qhybrid.cutting.qasm_guard import (
+    DEFAULT_MAX_OPERATIONS,
+    DEFAULT_MAX_QUBITS,
+    QasmTooCostly,
+    check_qasm_cost,
+)
 from qhybrid.gateway.config import Limits
 
 FORMATS = ("qpy", "qasm3")
@@ -41,8 +47,19 @@ def encode_qpy(circuits: list[QuantumCircuit]) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_circuits(fmt: str, circuits: object) -> list[QuantumCircuit]:
-    """Parse the ``circuits`` field of a job in format ``fmt``."""
+def decode_circuits(
+    fmt: str,
+    circuits: object,
+    *,
+    max_qubits: int = DEFAULT_MAX_QUBITS,
+    max_operations: int = DEFAULT_MAX_OPERATIONS,
+) -> list[QuantumCircuit]:
+    """Parse the ``circuits`` field of a job in format ``fmt``.
+
+    OpenQASM texts are first checked for what their parse would cost (qasm_guard):
+    a register wider than ``max_qubits``, an expansion over ``max_operations`` or deep
+    nesting is refused with 413, naming the limit, before the parser runs.
+    """
     if fmt == "qpy":
         if not isinstance(circuits, str):
             raise PayloadError(400, "malformed_circuits", "circuits: QPY must be one base64 string")
@@ -71,6 +88,11 @@ def decode_circuits(fmt: str, circuits: object) -> list[QuantumCircuit]:
             raise PayloadError(400, "malformed_circuits", "circuits: OpenQASM 3 must be a list of strings")
         from qiskit import qasm3
 
+        for position, text in enumerate(circuits):
+            try:
+                check_qasm_cost(text, max_qubits=max_qubits, max_operations=max_operations)
+            except QasmTooCostly as error:
+                raise PayloadError(413, "circuit_too_costly", f"circuits[{position}]: {error}") from None
         parsed = []
         for position, text in enumerate(circuits):
             try:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from qiskit import QuantumCircuit
@@ -95,6 +95,23 @@ def _device_calibration(device: Any) -> float | None:
     except Exception:  # noqa: BLE001 - devices without properties have no calibration
         return None
     return _epoch(getattr(properties, "last_update_date", None)) if properties is not None else None
+
+
+def widest(backends: Iterable[GatewayBackend], default: int) -> int:
+    """Return the widest backend's qubit count: the bound an OpenQASM register is checked against.
+
+    Only local backends are asked (a remote device's properties cost a provider call,
+    with its credentials); with any remote one, or none that can say, ``default``.
+    """
+    widths = []
+    for backend in backends:
+        if backend.config.kind == "ibm" and not backend.config.local:
+            return default
+        try:
+            widths.append(int(backend.properties()["qubits"]))
+        except Exception:  # noqa: BLE001 - a backend that cannot say is bounded by the default
+            return default
+    return max(widths, default=default)
 
 
 def _check_width(circuits: Sequence[QuantumCircuit], num_qubits: int, name: str) -> None:
