@@ -12,7 +12,7 @@ from infra.objects import create_object, helm_release
 from qhybrid.blueprint import argo
 from qhybrid.blueprint.config import StackConfig
 from qhybrid.blueprint.names import ARGO_NAMESPACE, ARGO_RELEASE
-from qhybrid.blueprint.namespaces import PLATFORM_NAMESPACES, namespace
+from qhybrid.blueprint.namespaces import platform_namespace
 from qhybrid.blueprint.versions import ARGO_WORKFLOWS
 
 
@@ -44,9 +44,7 @@ class ArgoWorkflows(pulumi.ComponentResource):
         """Create the namespaces, the chart release and the workflow namespace's objects."""
         super().__init__("qhybrid:argo:ArgoWorkflows", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        system_ns = create_object(
-            namespace(ARGO_NAMESPACE, enforce=PLATFORM_NAMESPACES[ARGO_NAMESPACE]), child
-        )
+        system_ns = create_object(platform_namespace(ARGO_NAMESPACE), child)
         objects = argo.argo_objects(args.config, args.s3_access_key, args.s3_secret_key)
         workflow_ns = create_object(objects[0], child)
         # The chart creates RBAC in the workflow namespace, so both namespaces come first.

@@ -12,7 +12,7 @@ from infra.objects import create_object, helm_release
 from qhybrid.blueprint import kueue
 from qhybrid.blueprint.config import StackConfig
 from qhybrid.blueprint.names import KUEUE_NAMESPACE, KUEUE_RELEASE
-from qhybrid.blueprint.namespaces import PLATFORM_NAMESPACES, namespace
+from qhybrid.blueprint.namespaces import platform_namespace
 from qhybrid.blueprint.versions import KUEUE
 
 
@@ -36,7 +36,7 @@ class Kueue(pulumi.ComponentResource):
         """Create the release, then flavors, ClusterQueues and LocalQueues, each after what it uses."""
         super().__init__("qhybrid:kueue:Kueue", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        ns = create_object(namespace(KUEUE_NAMESPACE, enforce=PLATFORM_NAMESPACES[KUEUE_NAMESPACE]), child)
+        ns = create_object(platform_namespace(KUEUE_NAMESPACE), child)
         self.release = helm_release(
             KUEUE_RELEASE,
             chart=KUEUE,

@@ -31,13 +31,10 @@ from tests.apiserver.conftest import KUBECONFIG_ENV, Scratch
 AUTH_DELEGATOR = "system:auth-delegator"
 
 
-def discovery(kube: KubeApi, api_version: str) -> dict[str, tuple[str, bool]]:
-    path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return {
-        r["kind"]: (r["name"], r["namespaced"])
-        for r in kube.get(path).get("resources") or []
-        if "/" not in r["name"]
-    }
+def served(kube: KubeApi, obj: dict[str, Any]) -> tuple[str, bool]:
+    """Return the plural and namespacedness of ``obj``'s kind, as the server's discovery says."""
+    resource = (kube.resources(obj["apiVersion"]) or {})[obj["kind"]]
+    return resource["name"], bool(resource["namespaced"])
 
 
 def renamed(objects: list[dict[str, Any]], scratch: Scratch) -> list[dict[str, Any]]:
@@ -85,14 +82,10 @@ def renamed(objects: list[dict[str, Any]], scratch: Scratch) -> list[dict[str, A
 def test_every_rendered_object_is_created_for_real(kube, crds, scratch, stack):
     # Given every object the Pulumi program creates for the stack, under per-test names,
     objects = renamed([o for part in rendered_parts(load_stack_file(stack)).values() for o in part], scratch)
-    served: dict[str, dict[str, tuple[str, bool]]] = {}
     refused = []
     # when each is created for real, with strict field validation,
     for obj in objects:
-        api_version = obj["apiVersion"]
-        if api_version not in served:
-            served[api_version] = discovery(kube, api_version)
-        plural, namespaced = served[api_version][obj["kind"]]
+        plural, namespaced = served(kube, obj)
         try:
             scratch.create(obj, plural, namespaced)
         except ApiFailure as failure:
@@ -125,11 +118,8 @@ def platform(kube, crds):
     config = load_stack_file("kind")
     made: list[str] = []
     objects = [o for part in rendered_parts(config).values() for o in part]
-    served: dict[str, dict[str, tuple[str, bool]]] = {}
     for obj in sorted(objects, key=lambda o: o["kind"] != "Namespace"):
-        if obj["apiVersion"] not in served:
-            served[obj["apiVersion"]] = discovery(kube, obj["apiVersion"])
-        plural, namespaced = served[obj["apiVersion"]][obj["kind"]]
+        plural, namespaced = served(kube, obj)
         namespace = obj["metadata"].get("namespace") if namespaced else None
         path = resource_path(obj["apiVersion"], plural, namespace, obj["metadata"]["name"])
         try:
@@ -271,12 +261,8 @@ def test_each_service_account_can_do_what_it_needs_and_no_more(kube, crds, scrat
         [argo.workflow_namespace(config), *argo.workflow_rbac(config)],
         scratch,
     )
-    served: dict[str, dict[str, tuple[str, bool]]] = {}
     for obj in objects:
-        if obj["apiVersion"] not in served:
-            served[obj["apiVersion"]] = discovery(kube, obj["apiVersion"])
-        plural, namespaced = served[obj["apiVersion"]][obj["kind"]]
-        scratch.create(obj, plural, namespaced)
+        scratch.create(obj, *served(kube, obj))
     namespace = objects[0]["metadata"]["name"]
     user = f"system:serviceaccount:{namespace}:{WORKFLOW_SERVICE_ACCOUNT}"
     # then SubjectAccessReview says the workflow account may record step results and nothing else.

@@ -47,6 +47,11 @@ PLATFORM_NAMESPACES: dict[str, str] = {
 }
 
 
+def platform_namespace(name: str) -> dict[str, Any]:
+    """Return one of PLATFORM_NAMESPACES at the Pod Security level that table gives it."""
+    return namespace(name, enforce=PLATFORM_NAMESPACES[name])
+
+
 def restricted_container_security() -> dict[str, Any]:
     """Return the container securityContext the ``restricted`` standard requires."""
     return {

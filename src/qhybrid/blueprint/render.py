@@ -16,7 +16,7 @@ from qhybrid import atomic
 from qhybrid.blueprint import argo, gateway, kueue, monitoring
 from qhybrid.blueprint.config import StackConfig
 from qhybrid.blueprint.names import ARGO_NAMESPACE, KUEUE_NAMESPACE
-from qhybrid.blueprint.namespaces import PLATFORM_NAMESPACES, namespace
+from qhybrid.blueprint.namespaces import platform_namespace
 
 
 def secret_placeholder(key: str) -> str:
@@ -35,7 +35,7 @@ def rendered_parts(config: StackConfig) -> dict[str, list[dict[str, Any]]]:
     monitoring_namespace, *monitoring_objects = monitoring.monitoring_objects(config)
     parts = {
         "argo": [
-            namespace(ARGO_NAMESPACE, enforce=PLATFORM_NAMESPACES[ARGO_NAMESPACE]),
+            platform_namespace(ARGO_NAMESPACE),
             *argo.argo_objects(
                 config,
                 secret_placeholder("artifactS3AccessKey") if s3 else None,
@@ -43,7 +43,7 @@ def rendered_parts(config: StackConfig) -> dict[str, list[dict[str, Any]]]:
             ),
         ],
         "kueue": [
-            namespace(KUEUE_NAMESPACE, enforce=PLATFORM_NAMESPACES[KUEUE_NAMESPACE]),
+            platform_namespace(KUEUE_NAMESPACE),
             *kueue.kueue_objects(config),
         ],
         "gateway": gateway.gateway_objects(config, secret_placeholder("qpuProviderToken")),

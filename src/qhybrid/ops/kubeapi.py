@@ -34,6 +34,27 @@ class KubeApi:
     def __init__(self, api_client: Any) -> None:
         """Wrap a ``kubernetes.client.ApiClient``."""
         self.api_client = api_client
+        self._discovered: dict[str, dict[str, dict[str, Any]] | None] = {}
+
+    def resources(self, api_version: str) -> dict[str, dict[str, Any]] | None:
+        """Return kind -> discovery entry (``name`` is the plural) of a group version; None if not served.
+
+        Asked once per group version and connection: every check and test shares the answer.
+        """
+        if api_version not in self._discovered:
+            path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            try:
+                listing: dict[str, Any] | None = self.get(path)
+            except ApiFailure as failure:
+                if failure.status != 404:
+                    raise
+                listing = None
+            self._discovered[api_version] = (
+                None
+                if listing is None
+                else {r["kind"]: r for r in listing.get("resources") or [] if "/" not in r["name"]}
+            )
+        return self._discovered[api_version]
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: Path | None = None, context: str | None = None) -> KubeApi:

@@ -66,26 +66,11 @@ def server_version(api: KubeApi, config: StackConfig) -> list[Row]:
     return [Row("server version", FAIL, f"{version} is older than {low}", f"upgrade the cluster to {low}+")]
 
 
-def _discovery(api: KubeApi, api_version: str) -> dict[str, dict[str, Any]] | None:
-    """Return kind -> resource of an API group version, or None when the server does not serve it."""
-    path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    try:
-        listing = api.get(path)
-    except ApiFailure as failure:
-        if failure.status == 404:
-            return None
-        raise
-    return {r["kind"]: r for r in listing.get("resources") or [] if "/" not in r["name"]}
-
-
 def custom_resources_served(api: KubeApi, config: StackConfig) -> list[Row]:
     """The CRDs we use are installed, with the API versions we emit served."""
     rows = []
-    served: dict[str, dict[str, dict[str, Any]] | None] = {}
     for api_version, plural in REQUIRED_APIS:
-        if api_version not in served:
-            served[api_version] = _discovery(api, api_version)
-        resources = served[api_version]
+        resources = api.resources(api_version)
         found = resources is not None and any(r["name"] == plural for r in resources.values())
         rows.append(
             Row(
@@ -103,16 +88,13 @@ def dry_run_objects(api: KubeApi, config: StackConfig) -> list[Row]:
     objects = [o for part in rendered_parts(config).values() for o in part]
     existing_namespaces = _namespaces(api)
     created_namespaces = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
-    discovery: dict[str, dict[str, dict[str, Any]] | None] = {}
     rows = []
     for obj in objects:
         kind, name = obj["kind"], obj["metadata"]["name"]
         namespace = obj["metadata"].get("namespace")
         what = f"dry run {kind} {namespace + '/' if namespace else ''}{name}"
         api_version = obj["apiVersion"]
-        if api_version not in discovery:
-            discovery[api_version] = _discovery(api, api_version)
-        resource = (discovery[api_version] or {}).get(kind)
+        resource = (api.resources(api_version) or {}).get(kind)
         if resource is None:
             rows.append(Row(what, FAIL, f"{api_version} {kind} is not served", "install its CRDs first"))
             continue
@@ -299,11 +281,21 @@ def failed(rows: Iterable[Row]) -> bool:
     return any(row.status == FAIL for row in rows)
 
 
+def counts(rows: Iterable[Row]) -> dict[str, int]:
+    """Return how many rows passed, failed and warned."""
+    statuses = [row.status for row in rows]
+    return {status: statuses.count(status) for status in (PASS, FAIL, WARN)}
+
+
 def as_json(rows: Iterable[Row], stack: str) -> dict[str, Any]:
     """Return the rows as JSON data."""
     rows = list(rows)
-    counts = {status: sum(1 for r in rows if r.status == status) for status in (PASS, FAIL, WARN)}
-    return {"stack": stack, "passed": not failed(rows), "counts": counts, "rows": [asdict(r) for r in rows]}
+    return {
+        "stack": stack,
+        "passed": not failed(rows),
+        "counts": counts(rows),
+        "rows": [asdict(r) for r in rows],
+    }
 
 
 def as_table(rows: Iterable[Row]) -> Any:
@@ -321,6 +313,5 @@ def as_table(rows: Iterable[Row]) -> Any:
 
 def summary(rows: Iterable[Row]) -> str:
     """Return the one-line count of passes, failures and warnings."""
-    rows = list(rows)
-    counts = {status: sum(1 for r in rows if r.status == status) for status in (PASS, FAIL, WARN)}
-    return f"preflight: {counts[PASS]} pass, {counts[FAIL]} fail, {counts[WARN]} warn"
+    tally = counts(rows)
+    return f"preflight: {tally[PASS]} pass, {tally[FAIL]} fail, {tally[WARN]} warn"

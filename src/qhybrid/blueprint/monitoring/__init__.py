@@ -45,7 +45,7 @@ from qhybrid.blueprint.names import (
     PART_OF,
     PROMETHEUS_SELECTOR_LABELS,
 )
-from qhybrid.blueprint.namespaces import PLATFORM_NAMESPACES, namespace
+from qhybrid.blueprint.namespaces import platform_namespace
 from qhybrid.blueprint.pools import POOL_LABEL, pool_placement
 
 MONITORING_API = "monitoring.coreos.com/v1"
@@ -92,7 +92,7 @@ def _set_job(job: str) -> list[dict[str, Any]]:
 
 def monitoring_namespace() -> dict[str, Any]:
     """Return the monitoring Namespace (privileged: node-exporter uses host namespaces)."""
-    return namespace(MONITORING_NAMESPACE, enforce=PLATFORM_NAMESPACES[MONITORING_NAMESPACE])
+    return platform_namespace(MONITORING_NAMESPACE)
 
 
 def helm_values(config: StackConfig) -> dict[str, Any]:
