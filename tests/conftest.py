@@ -56,6 +56,15 @@ def cli():
     return run_cli
 
 
+def spec_for(policy: str) -> Any:
+    """Return the reference spec under ``policy``: the width policy's QPU branch needs sampled mode."""
+    from qhybrid.spec import RunSpec
+
+    if policy == "width":
+        return RunSpec(scenario="cutting", policy=policy, mode="sampled", shots=1024)
+    return RunSpec(scenario="cutting", policy=policy)
+
+
 def every_workflow(stack: str, *, both_artifact_stores: bool = True) -> list[dict[str, Any]]:
     """Return the Workflow of every policy the stack can run, and under the other artifact store.
 
@@ -69,18 +78,11 @@ def every_workflow(stack: str, *, both_artifact_stores: bool = True) -> list[dic
     from qhybrid.workflow.build import workflow_object
 
     config = load_stack_file(stack)
-    out = []
-    for policy in sorted(POLICIES):
-        if policy == "gpu" and config.gpu_resource is None:
-            continue
-        sampled = policy == "width"  # the QPU branch samples
-        spec = RunSpec(
-            scenario="cutting",
-            policy=policy,
-            mode="sampled" if sampled else "exact",
-            shots=64 if sampled else None,
-        )
-        out.append(workflow_object(config, spec))
+    out = [
+        workflow_object(config, spec_for(policy))
+        for policy in sorted(POLICIES)
+        if not (policy == "gpu" and config.gpu_resource is None)
+    ]
     if both_artifact_stores:
         if config.artifact_store == "pvc":
             other = replace(

@@ -21,7 +21,7 @@ from qhybrid.workflow.batching import branch_slots, split_batches
 from qhybrid.workflow.build import to_yaml, workflow_object
 from qhybrid.workflow.checks import SIZE_BUDGET_BYTES, check_workflow, dag_order, estimated_size
 from qhybrid.workflow.replay import replay
-from tests.conftest import REPO, regenerating, run_cli
+from tests.conftest import REPO, regenerating, run_cli, spec_for
 
 GOLDEN = REPO / "workflows" / "cutting-default.yaml"
 STACKS = ("kind", "eks")
@@ -47,13 +47,6 @@ def test_golden_file_matches_the_rendered_default_workflow():
     assert GOLDEN.read_text(encoding="utf-8") == rendered, (
         f"{GOLDEN.relative_to(REPO)} drifted from the builder; rerun with REGENERATE=1 and review the diff"
     )
-
-
-def spec_for(policy: str) -> RunSpec:
-    # exact mode needs simulators only: the width policy's QPU branch needs sampled mode.
-    if policy == "width":
-        return RunSpec(scenario="cutting", policy=policy, mode="sampled", shots=1024)
-    return RunSpec(scenario="cutting", policy=policy)
 
 
 @pytest.mark.parametrize("stack", STACKS)
