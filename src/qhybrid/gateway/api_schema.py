@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -73,3 +74,19 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
                 responses.setdefault("409", error)
     app.openapi_schema = document
     return document
+
+
+class ApiError(Exception):
+    """An error answer."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        """Record the status, code, message and extra headers."""
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers or {}
+
+
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """Return the one error body every refusal uses."""
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
