@@ -24,6 +24,8 @@ from qhybrid_chaos import workspace as ws
 
 __all__ = [
     "gateway_jobs_exactly_once",
+    "gateway_recovered",
+    "gateway_refuses_writes",
     "gateway_serving",
     "kill_gateway",
     "restart_gateway",
@@ -32,6 +34,7 @@ __all__ = [
 
 GATEWAY = "gateway"
 STATE_DIR = "gateway-state"
+PROVIDER_JOBS = "provider-jobs"
 
 
 def free_port() -> int:
@@ -64,13 +67,25 @@ def _spawn(workspace: str, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def start_gateway(
-    workspace: str, config: dict[str, Any], provider: bool = False, timeout: float = 60.0
+    workspace: str,
+    config: dict[str, Any],
+    provider: bool = False,
+    timeout: float = 60.0,
+    state_volume: str | None = None,
+    provider_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """Start a gateway with ``config`` (the YAML schema, as a mapping); with ``provider`` behind a fake IBM.
 
-    The gateway mints ``<state dir>/local-client.token`` for its one client.
+    With ``state_volume`` (a size such as ``"4m"``) its state directory is a tmpfs of
+    that size (root only), which the disk-full experiment fills. A fake provider's jobs
+    run ``provider_seconds`` each and are kept in ``<workspace>/provider-jobs``. The gateway mints
+    ``<state dir>/local-client.token`` for its one client.
     """
     root = ws.root(workspace)
+    if state_volume is not None:
+        from qhybrid_chaos import disk
+
+        disk.mount_small_disk(workspace, size=state_volume, where=STATE_DIR)
     config_file = root / "gateway.yaml"
     config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     port = free_port()
@@ -83,10 +98,12 @@ def start_gateway(
     env = {}
     if provider:
         from qhybrid_chaos import credentials
-        from qhybrid_chaos.fake_provider import ACCEPTED_ENV
+        from qhybrid_chaos.fake_provider import ACCEPTED_ENV, JOBS_ENV, SECONDS_ENV
 
         command += ["--credentials-dir", str(credentials.volume(workspace))]
         env[ACCEPTED_ENV] = str(credentials.accepted_file(workspace))
+        env[JOBS_ENV] = str(root / PROVIDER_JOBS)
+        env[SECONDS_ENV] = str(provider_seconds)
     record = {
         "command": command,
         "env": env,
@@ -101,13 +118,21 @@ def start_gateway(
     return {"url": record["url"], "pid": record["pid"]}
 
 
-def gateway_serving(workspace: str, config: dict[str, Any] | None = None, provider: bool = False) -> bool:
+def gateway_serving(
+    workspace: str,
+    config: dict[str, Any] | None = None,
+    provider: bool = False,
+    state_volume: str | None = None,
+    provider_seconds: float = 0.0,
+) -> bool:
     """Steady state: the workspace's gateway answers /healthz and /readyz (started on the first check)."""
     record = ws.read_record(workspace, GATEWAY)
     if not record:
         if config is None:
             raise ActivityFailed("no gateway runs in this workspace")
-        start_gateway(workspace, config, provider)
+        start_gateway(
+            workspace, config, provider, state_volume=state_volume, provider_seconds=provider_seconds
+        )
         record = ws.read_record(workspace, GATEWAY)
     if not ws.alive(record["pid"]):
         raise ActivityFailed(f"the gateway (pid {record['pid']}) is not running")
@@ -215,3 +240,78 @@ def gateway_jobs_exactly_once(workspace: str, backend: str, runs: list[str]) -> 
     if problems:
         raise ActivityFailed(f"gateway backend {backend!r}: " + "; ".join(problems))
     return True
+
+
+def _big_job(key: str, backend: str) -> dict[str, Any]:
+    """A job of 300 ten-qubit circuits, about 100 KB of QPY: a few need new pages on the volume."""
+    from qiskit import QuantumCircuit
+
+    from qhybrid.gateway.payload import encode_qpy
+
+    circuits = []
+    for index in range(300):
+        circuit = QuantumCircuit(10, 10)
+        for qubit in range(10):
+            if index >> qubit & 1:
+                circuit.x(qubit)
+        circuit.measure(range(10), range(10))
+        circuits.append(circuit)
+    return {"job_key": key, "shots": 1, "backend": backend, "circuits": encode_qpy(circuits)}
+
+
+def gateway_refuses_writes(
+    workspace: str, backend: str, attempts: int = 40, hold_seconds: float = 0.0
+) -> dict[str, Any]:
+    """Probe (volume full): submits get 507 with Retry-After and /healthz still passes.
+
+    (/readyz fails only while a small probe write fails too: after a refused large write the
+    WAL is truncated, and a full volume may then take small writes again.)
+
+    Submits large jobs to ``backend`` until one is refused (a full volume may still hold
+    a few in free SQLite pages); the ones accepted are recorded for :func:`gateway_recovered`.
+    Liveness is checked after ``hold_seconds`` more of a full volume.
+    """
+    record = ws.read_record(workspace, GATEWAY)
+    headers = {"Authorization": f"Bearer {Path(record['token_file']).read_text().strip()}"}
+    accepted, refused = [], None
+    with httpx.Client(base_url=record["url"], headers=headers, timeout=30) as client:
+        for index in range(attempts):
+            answer = client.post("/v1/jobs", json=_big_job(f"disk-full-probe-{index}", backend))
+            if answer.status_code in (200, 202):
+                accepted.append(answer.json()["id"])
+                continue
+            refused = answer
+            break
+        time.sleep(hold_seconds)  # stay full a while: the runs' own submits meet it and retry
+        ready, health = client.get("/readyz"), client.get("/healthz")
+    record["disk_full_readyz"] = ready.status_code
+    record["disk_full_readyz"] = ready.status_code
+    if refused is None:
+        raise ActivityFailed(f"{attempts} large jobs were accepted: the volume is not full")
+    if refused.status_code != 507 or "Retry-After" not in refused.headers:
+        raise ActivityFailed(f"a full volume answered {refused.status_code} {refused.text[:200]}, not 507")
+    if health.status_code != 200:
+        raise ActivityFailed(f"/healthz answered {health.status_code} on a full volume: liveness must hold")
+    record["disk_full_probe_jobs"] = accepted
+    ws.write_record(workspace, GATEWAY, record)
+    ws.record_event(workspace, "note", "gateway-refuses-writes", accepted_before_full=len(accepted))
+    return {"status": refused.status_code, "error": refused.json()["error"], "accepted": len(accepted)}
+
+
+def gateway_recovered(workspace: str, timeout: float = 60.0) -> bool:
+    """Probe (space freed): /readyz passes, unrestarted, and every job the probe had accepted succeeded."""
+    record = ws.read_record(workspace, GATEWAY)
+    headers = {"Authorization": f"Bearer {Path(record['token_file']).read_text().strip()}"}
+    deadline = time.monotonic() + timeout
+    pending = list(record.get("disk_full_probe_jobs", []))
+    with httpx.Client(base_url=record["url"], headers=headers, timeout=10) as client:
+        while time.monotonic() < deadline:
+            states = {job: client.get(f"/v1/jobs/{job}").json().get("state") for job in pending}
+            ready = client.get("/readyz").status_code == 200
+            if ready and all(state == "succeeded" for state in states.values()):
+                if record.get("starts", 1) != 1:
+                    raise ActivityFailed("the gateway was restarted; recovery must not need one")
+                ws.record_event(workspace, "note", "gateway-writes-again", jobs=len(pending))
+                return True
+            time.sleep(0.2)
+    raise ActivityFailed(f"not recovered within {timeout:.0f} s: ready={ready}, jobs {states}")

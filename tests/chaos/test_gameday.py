@@ -12,6 +12,7 @@ from tests.conftest import run_cli
 EXPECTED = {  # experiment -> (faults it injects, recovery steps it takes)
     "artifact-dir": (2, 4),
     "credential-rotation": (2, 1),
+    "gateway-disk-full": (1, 1),
     "gateway-kill": (1, 1),
     "qpu-failover": (2, 1),
     "worker-kill": (1, 1),
@@ -46,7 +47,8 @@ def test_gameday_refuses_unknown_experiments_in_one_line(tmp_path):
     assert unknown.returncode == 2
     assert unknown.stderr.splitlines() == [
         "qhybrid: error: --only: unknown experiments ['nope']; have "
-        "['artifact-dir', 'credential-rotation', 'gateway-kill', 'qpu-failover', 'worker-kill']"
+        "['artifact-dir', 'credential-rotation', 'gateway-disk-full', 'gateway-kill', "
+        "'qpu-failover', 'worker-kill']"
     ]
     assert not (tmp_path / "a").exists()  # nothing written
 
@@ -96,6 +98,7 @@ def test_summary_table_totals():
         "experiment": "x",
         "status": "completed",
         "deviated": False,
+        "activities_failed": [],
         "hypothesis_before": True,
         "hypothesis_after": True,
         "faults_injected": 2,
@@ -106,6 +109,7 @@ def test_summary_table_totals():
     }
     table = summary_table([row, {**row, "experiment": "y", "results_duplicated": 3}])
     assert passed(row) and not passed({**row, "results_duplicated": 3})
+    assert not passed({**row, "activities_failed": ["submits-get-507-and-liveness-holds"]})
     assert table.splitlines()[-1].split() == ["total", "1/2", "pass", "4", "2", "0", "3", "3.0"]
 
 
@@ -129,4 +133,4 @@ def test_local_gameday_passes_every_hypothesis_and_loses_nothing(tmp_path):
     gateway_jobs = rows["gateway-kill"]["gateway_jobs"]
     assert gateway_jobs["jobs"] == gateway_jobs["expected"] > 0 and gateway_jobs["duplicate_keys"] == 0
     assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "5/5 pass" in (out / "summary.txt").read_text()
+    assert "6/6 pass" in (out / "summary.txt").read_text()

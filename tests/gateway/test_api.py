@@ -267,7 +267,11 @@ def test_metrics_count_jobs_shots_latency_and_queue(gateway):
     assert metric_value(client, metric_names.GATEWAY_QUEUE_DEPTH, backend="trivial") == 0
     assert (
         metric_value(
-            client, metric_names.GATEWAY_REQUEST_DURATION_SECONDS + "_count", route="/v1/jobs", method="POST"
+            client,
+            metric_names.GATEWAY_REQUEST_DURATION_SECONDS + "_count",
+            route="/v1/jobs",
+            method="POST",
+            status="202",
         )
         == 3
     )

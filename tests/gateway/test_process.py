@@ -12,9 +12,11 @@ import time
 import httpx
 import pytest
 
+from qhybrid.blueprint.monitoring import metric_names
 from qhybrid.gateway.auth import hash_token
 from qhybrid.gateway.client import GatewayClient, GatewayError
 from tests.gateway.conftest import TOKENS, GatewayProcess, auth, flips, job_body
+from tests.gateway.test_api import metric_value
 
 
 def config(seconds_per_job: float = 0.0) -> dict:
@@ -127,6 +129,9 @@ def test_kill_9_mid_load_then_restart_loses_and_duplicates_nothing(tmp_path):
         assert all(state == "succeeded" and completions == 1 for _, state, completions, _ in rows)
         rerun = sum(1 for *_, attempts in rows if attempts == 2)
         assert rerun == at_kill.get("running", 0) and all(attempts in (1, 2) for *_, attempts in rows)
+        with httpx.Client(base_url=gateway.url, timeout=10) as http:
+            reruns = metric_value(http, metric_names.GATEWAY_JOB_RERUNS_TOTAL, backend="dev")
+        assert reruns == rerun  # a simulator's re-run is harmless, but counted
         recovered = re.search(r"recovered (\d+) queued jobs \((\d+) of them were running\)", gateway.logs())
         assert recovered is not None
         assert int(recovered.group(1)) == at_kill.get("queued", 0) + at_kill.get("running", 0)

@@ -14,7 +14,7 @@ from qhybrid.gateway.api_schema import ApiError, JobRequest
 from qhybrid.gateway.config import ClientConfig
 from qhybrid.gateway.payload import PayloadError, check_circuits, decode_circuits
 from qhybrid.gateway.service import Gateway
-from qhybrid.gateway.store import BudgetExceeded, KeyConflict, NewJob, QueueFull
+from qhybrid.gateway.store import BudgetExceeded, KeyConflict, NewJob, QueueFull, StorageFull
 
 
 def _validation_message(error: ValidationError) -> str:
@@ -40,6 +40,17 @@ def request_digest(
         "circuits": [circuit_fingerprint(c) for c in circuits],
     }
     return hashlib.sha256(json.dumps(head).encode()).hexdigest()
+
+
+def storage_full(gateway: Gateway, error: StorageFull) -> ApiError:
+    """Return the 507 for a write the job store refused: nothing of the request was recorded."""
+    gateway.metrics.rejections.labels("storage_full").inc()
+    return ApiError(
+        507,
+        "storage_full",
+        f"the gateway's state volume refused the write ({error}); nothing was recorded: retry later",
+        {"Retry-After": str(gateway.config.retry_after_seconds)},
+    )
 
 
 def admit(gateway: Gateway, client: ClientConfig, body: bytes) -> tuple[dict[str, Any], bool]:
@@ -118,6 +129,8 @@ def admit(gateway: Gateway, client: ClientConfig, body: bytes) -> tuple[dict[str
             "job_key_conflict",
             f"job_key {request.job_key!r} was used for a different request (job {conflict.job_id})",
         ) from None
+    except StorageFull as full:
+        raise storage_full(gateway, full) from None
     except QueueFull:
         metrics.rejections.labels("queue_full").inc()
         retry = str(gateway.config.retry_after_seconds)

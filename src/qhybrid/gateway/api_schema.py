@@ -61,7 +61,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)  # validation errors answer 400 in ErrorBody form
-            for status in ("400", "404", "413", "429", "503"):
+            for status in ("400", "404", "413", "429", "503", "507"):
                 responses.setdefault(status, error)
             if path.startswith("/v1/"):
                 operation["security"] = [{"bearer": []}]

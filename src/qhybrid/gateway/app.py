@@ -31,12 +31,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from qhybrid.gateway.admission import admit
+from qhybrid.gateway.admission import admit, storage_full
 from qhybrid.gateway.api_schema import HTTP_ERROR_CODES, ApiError, error_response, openapi_document
 from qhybrid.gateway.config import ClientConfig
 from qhybrid.gateway.middleware import CLIENT_SCOPE_KEY, GuardMiddleware
 from qhybrid.gateway.service import Gateway, build_gateway
-from qhybrid.gateway.store import TERMINAL
+from qhybrid.gateway.store import TERMINAL, StorageFull
 
 __all__ = ["Gateway", "build_gateway", "create_app"]
 
@@ -100,14 +100,21 @@ def create_app(gateway: Gateway) -> FastAPI:
         return status
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> JSONResponse:
+        # Liveness: a dead or stuck worker thread fails it, so the kubelet restarts the pod.
+        # A full volume does not (a restart frees no space); readiness reports that.
+        problems = gateway.executor.health()
+        if problems:
+            return JSONResponse({"status": "unhealthy", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         problems = []
         if not gateway.executor.alive():
             problems.append("executor not running")
+        if not gateway.store.writable and not await run_in_threadpool(gateway.store.probe_write):
+            problems.append(f"job store cannot write: {gateway.store.storage_error}")
         try:
             gateway.store.counts()
         except Exception as error:  # noqa: BLE001 - report, do not crash the probe
@@ -216,7 +223,11 @@ def create_app(gateway: Gateway) -> FastAPI:
     @app.delete("/v1/jobs/{job_id}")
     async def cancel(request: Request, job_id: str) -> dict[str, Any]:
         status = own_job(request, job_id, gateway.store.status(job_id))
-        if not await run_in_threadpool(gateway.store.cancel, job_id):
+        try:
+            cancelled = await run_in_threadpool(gateway.store.cancel, job_id)
+        except StorageFull as full:
+            raise storage_full(gateway, full) from None
+        if not cancelled:
             raise ApiError(
                 409,
                 "not_cancellable",

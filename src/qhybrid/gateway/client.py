@@ -1,6 +1,6 @@
 """A small synchronous client for the gateway, used by the engine's ``qpu`` backend and by tests.
 
-Transient failures (connection errors, 429, 5xx) are retried with exponential
+Transient failures (connection errors, 429, 5xx, 507 for a full state volume) are retried with exponential
 backoff and full jitter, honouring ``Retry-After``; anything else (400, 401,
 403, 404, 409, 413) is final at once, so a bad token never becomes a retry
 storm. The bearer token is read from a file (a mounted Secret), re-read when
@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 507})
 
 
 class GatewayError(Exception):

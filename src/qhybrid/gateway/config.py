@@ -6,6 +6,7 @@ YAML (or JSON, which is YAML) with this shape; every key is optional::
     queue:
       max_queued_jobs: 1000               # admission bound; beyond it -> 429 + Retry-After
       retry_after_seconds: 2
+      max_admissions_in_flight: 16        # submissions being admitted at once; beyond -> 429 at once
     limits:
       max_request_bytes: 8388608          # whole request body; beyond it -> 413
       max_circuits_per_job: 300           # -> 413
@@ -121,6 +122,10 @@ class GatewayConfig:
     default_backend: str | None = None
     max_queued_jobs: int = 1000
     retry_after_seconds: int = 2
+    # Submissions being parsed and recorded at once. Beyond it a submit is refused (429)
+    # before its body is read: queueing behind the admission threads would be invisible
+    # to the request timer and cost the client seconds (issue 12, F4).
+    max_admissions_in_flight: int = 16
     limits: Limits = field(default_factory=Limits)
     synchronous: str = "NORMAL"
     reload_interval_seconds: float = 2.0
@@ -352,7 +357,11 @@ def parse_config(data: Any, source: str = "config") -> GatewayConfig:
     default = top.get("default_backend", names[0])
     if default not in names:
         raise InputError(f"{source}: default_backend", f"{default!r} is not a configured backend {names}")
-    queue = _mapping(top.get("queue", {}), f"{source}: queue", {"max_queued_jobs", "retry_after_seconds"})
+    queue = _mapping(
+        top.get("queue", {}),
+        f"{source}: queue",
+        {"max_queued_jobs", "retry_after_seconds", "max_admissions_in_flight"},
+    )
     limits = _mapping(
         top.get("limits", {}),
         f"{source}: limits",
@@ -371,6 +380,9 @@ def parse_config(data: Any, source: str = "config") -> GatewayConfig:
         max_queued_jobs=_int(queue.get("max_queued_jobs", 1000), f"{source}: queue.max_queued_jobs", 1),
         retry_after_seconds=_int(
             queue.get("retry_after_seconds", 2), f"{source}: queue.retry_after_seconds", 1
+        ),
+        max_admissions_in_flight=_int(
+            queue.get("max_admissions_in_flight", 16), f"{source}: queue.max_admissions_in_flight", 1
         ),
         limits=Limits(**{key: _int(value, f"{source}: limits.{key}", 1) for key, value in limits.items()}),
         synchronous=synchronous,

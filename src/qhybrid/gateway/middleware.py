@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qhybrid.gateway.api_schema import error_response
 from qhybrid.gateway.auth import AuthFailure
@@ -26,12 +27,18 @@ def _route(path: str) -> str:
 
 
 class GuardMiddleware:
-    """Time every request; authenticate /v1 requests and cap their bodies before reading them."""
+    """Time every request from its entry; authenticate /v1, shed excess submits and cap bodies unread.
+
+    The timer starts when the request enters the ASGI app, before authentication,
+    so ``qhybrid_gateway_request_duration_seconds`` counts what the client waits for
+    once uvicorn has the request, refusals included, by route, method and status.
+    """
 
     def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
         """Wrap ``app``."""
         self.app = app
         self.gateway = gateway
+        self.admitting = 0  # submits past the shedding check, not yet answered (event-loop only)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse early or pass on."""
@@ -40,33 +47,61 @@ class GuardMiddleware:
             return
         started = time.perf_counter()
         path: str = scope["path"]
+        status = 500  # what an exception that escapes every handler becomes
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            if path.startswith("/v1/"):
-                headers = dict(scope["headers"])
+            refusal = await self._refusal(scope, path) if path.startswith("/v1/") else None
+            if refusal is not None:
+                await refusal(scope, receive, send_noting_status)
+            elif path == "/v1/jobs" and scope["method"] == "POST":
+                self.admitting += 1
                 try:
-                    scope[CLIENT_SCOPE_KEY] = await self.gateway.auth.authenticate_request(
-                        headers.get(b"authorization", b"").decode("latin-1") or None
-                    )
-                except AuthFailure as failure:
-                    if failure.status == 401:  # a 503 (TokenReview down) is counted by the reviewer
-                        self.gateway.metrics.auth_failures.labels(failure.reason).inc()
-                        extra = {"WWW-Authenticate": 'Bearer realm="qhybrid-gateway"'}
-                    else:
-                        extra = {"Retry-After": str(failure.retry_after)}
-                    response = error_response(failure.status, failure.reason, failure.message, extra)
-                    await response(scope, receive, send)
-                    return
-                length = headers.get(b"content-length")
-                limit = self.gateway.config.limits.max_request_bytes
-                if length is not None and length.isdigit() and int(length) > limit:
-                    self.gateway.metrics.rejections.labels("too_large").inc()
-                    response = error_response(
-                        413, "payload_too_large", f"request body of {int(length)} bytes exceeds {limit} bytes"
-                    )
-                    await response(scope, receive, send)
-                    return
-            await self.app(scope, receive, send)
+                    await self.app(scope, receive, send_noting_status)
+                finally:
+                    self.admitting -= 1
+            else:
+                await self.app(scope, receive, send_noting_status)
         finally:
-            self.gateway.metrics.requests.labels(_route(path), scope["method"]).observe(
+            self.gateway.metrics.requests.labels(_route(path), scope["method"], str(status)).observe(
                 time.perf_counter() - started
             )
+
+    async def _refusal(self, scope: Scope, path: str) -> Response | None:
+        """Return the answer for a /v1 request refused before its body is read, or None."""
+        gateway = self.gateway
+        headers = dict(scope["headers"])
+        try:
+            scope[CLIENT_SCOPE_KEY] = await gateway.auth.authenticate_request(
+                headers.get(b"authorization", b"").decode("latin-1") or None
+            )
+        except AuthFailure as failure:
+            if failure.status == 401:  # a 503 (TokenReview down) is counted by the reviewer
+                gateway.metrics.auth_failures.labels(failure.reason).inc()
+                extra = {"WWW-Authenticate": 'Bearer realm="qhybrid-gateway"'}
+            else:
+                extra = {"Retry-After": str(failure.retry_after)}
+            return error_response(failure.status, failure.reason, failure.message, extra)
+        if path == "/v1/jobs" and scope["method"] == "POST":
+            bound = gateway.config.max_admissions_in_flight
+            if self.admitting >= bound:
+                gateway.metrics.rejections.labels("overloaded").inc()
+                return error_response(
+                    429,
+                    "overloaded",
+                    f"{bound} submissions are being admitted (max_admissions_in_flight); retry shortly",
+                    {"Retry-After": "1"},
+                )
+        length = headers.get(b"content-length")
+        limit = gateway.config.limits.max_request_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            gateway.metrics.rejections.labels("too_large").inc()
+            return error_response(
+                413, "payload_too_large", f"request body of {int(length)} bytes exceeds {limit} bytes"
+            )
+        return None

@@ -8,6 +8,12 @@ milliseconds under contention); readers use their own connections, which WAL
 lets run beside the writer. With ``synchronous=NORMAL`` a committed job
 survives a killed process; ``FULL`` also survives losing the machine.
 
+A full volume is an expected fault, not a crash: a write that SQLite refuses for
+lack of space (SQLITE_FULL, or an I/O error) is rolled back and raised as
+:class:`StorageFull`, so admission answers 507 and accepts nothing it could not
+record; the WAL is then checkpointed and truncated, and ``journal_size_limit``
+keeps it from growing back past a bound, so freeing space is enough to recover.
+
 States: queued -> running -> succeeded | failed, and queued -> cancelled. Shots
 are reserved against the client's budget in the transaction that accepts the
 job and given back in the one that fails or cancels it.
@@ -21,6 +27,8 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +59,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     UNIQUE (client, job_key)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
+CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS budgets (client TEXT PRIMARY KEY, shots_reserved INTEGER NOT NULL);
 """
 ACTIVE = ("queued", "running")
@@ -97,6 +106,24 @@ class QueueFull(Exception):
     """The admission bound is reached."""
 
 
+class StorageFull(Exception):
+    """SQLite could not write for lack of space (or an I/O error); nothing of the write was kept."""
+
+
+# SQLite's primary result codes for "no space" and "I/O error" (the low byte of an extended code).
+_SQLITE_IOERR, _SQLITE_FULL = 10, 13
+WAL_PAGES_BEFORE_CHECKPOINT = 200  # about 800 KiB of 4 KiB pages (SQLite's default is 1000)
+WAL_SIZE_LIMIT_BYTES = 1024 * 1024  # what a checkpoint truncates the WAL back to
+
+
+def _is_storage_error(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_IOERR, _SQLITE_FULL)
+    text = str(error).lower()
+    return "disk is full" in text or "disk i/o error" in text
+
+
 class JobStore:
     """The gateway's job table."""
 
@@ -106,6 +133,8 @@ class JobStore:
         self.synchronous = synchronous
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
+        self.storage_error: str | None = None  # why the last write failed, until one succeeds
+        self.storage_failures = 0
         self._local = threading.local()
         self._writer = self._connect()
         with self._write_lock:
@@ -122,8 +151,56 @@ class JobStore:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={self.synchronous}")
         connection.execute("PRAGMA busy_timeout=30000")
+        connection.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES_BEFORE_CHECKPOINT}")
+        connection.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
         connection.row_factory = sqlite3.Row
         return connection
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """Hold the write lock; turn a write refused for space into :class:`StorageFull`."""
+        with self._write_lock:
+            try:
+                yield self._writer
+            except sqlite3.Error as error:
+                if not _is_storage_error(error):
+                    raise
+                self._rollback()
+                self.storage_failures += 1
+                self.storage_error = f"{type(error).__name__}: {error}"
+                self._shrink_wal()
+                raise StorageFull(self.storage_error) from None
+            self.storage_error = None
+
+    def _rollback(self) -> None:
+        if self._writer.in_transaction:
+            try:
+                self._writer.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite rolled it back itself (it does on SQLITE_FULL in some states)
+
+    def _shrink_wal(self) -> None:
+        """Copy the WAL into the database and truncate it, giving its space back to the volume."""
+        try:
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error:
+            pass  # the next failure tries again; a checkpoint needs no new space in the WAL
+
+    def probe_write(self) -> bool:
+        """Try one tiny write (readiness asks while writes fail); return whether it succeeded."""
+        try:
+            with self._writing():
+                self._writer.execute(
+                    "INSERT OR REPLACE INTO write_probe (id, at) VALUES (1, ?)", (time.time(),)
+                )
+        except StorageFull:
+            return False
+        return True
+
+    @property
+    def writable(self) -> bool:
+        """Return False while the last write failed for lack of space."""
+        return self.storage_error is None
 
     def _reader(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -149,7 +226,7 @@ class JobStore:
         Raises :class:`KeyConflict`, :class:`BudgetExceeded` or :class:`QueueFull`.
         """
         cost = job.shots * len(job.seeds)
-        with self._write_lock:
+        with self._writing():
             existing = self._writer.execute(
                 f"SELECT {_STATUS_COLUMNS} FROM jobs WHERE client = ? AND job_key = ?",
                 (job.client, job.job_key),
@@ -167,12 +244,7 @@ class JobStore:
                 raise QueueFull
             self._writer.execute("BEGIN IMMEDIATE")
             try:
-                row = self._writer.execute(
-                    "SELECT shots_reserved FROM budgets WHERE client = ?", (job.client,)
-                ).fetchone()
-                used = row[0] if row else 0
-                if shot_budget is not None and used + cost > shot_budget:
-                    raise BudgetExceeded(job.client, used, shot_budget, cost)
+                self._reserve(job.client, cost, shot_budget)
                 job_id = uuid.uuid4().hex
                 now = time.time()
                 self._writer.execute(
@@ -193,33 +265,13 @@ class JobStore:
                         now,
                     ),
                 )
-                self._writer.execute(
-                    "INSERT INTO budgets (client, shots_reserved) VALUES (?, ?) "
-                    "ON CONFLICT (client) DO UPDATE "
-                    "SET shots_reserved = shots_reserved + excluded.shots_reserved",
-                    (job.client, cost),
-                )
                 self._writer.execute("COMMIT")
             except BaseException:
-                self._writer.execute("ROLLBACK")
+                self._rollback()
                 raise
             self.queued[job.backend] += 1
-        status = {
-            "id": job_id,
-            "client": job.client,
-            "job_key": job.job_key,
-            "backend": job.backend,
-            "shots": job.shots,
-            "num_circuits": len(job.seeds),
-            "state": "queued",
-            "attempts": 0,
-            "completions": 0,
-            "provider_job_id": None,
-            "created_at": now,
-            "started_at": None,
-            "finished_at": None,
-            "error": None,
-        }
+        status = self.status(job_id)
+        assert status is not None
         return status, True
 
     def _requeue(
@@ -231,30 +283,33 @@ class JobStore:
         client = existing["client"]
         self._writer.execute("BEGIN IMMEDIATE")
         try:
-            row = self._writer.execute(
-                "SELECT shots_reserved FROM budgets WHERE client = ?", (client,)
-            ).fetchone()
-            used = row[0] if row else 0
-            if shot_budget is not None and used + cost > shot_budget:
-                raise BudgetExceeded(client, used, shot_budget, cost)
+            self._reserve(client, cost, shot_budget)
             self._writer.execute(
                 "UPDATE jobs SET state = 'queued', error = NULL, run_token = NULL, provider_job_id = NULL, "
                 "started_at = NULL, finished_at = NULL WHERE id = ? AND state = 'failed'",
                 (existing["id"],),
             )
-            self._writer.execute(
-                "INSERT INTO budgets (client, shots_reserved) VALUES (?, ?) "
-                "ON CONFLICT (client) DO UPDATE "
-                "SET shots_reserved = shots_reserved + excluded.shots_reserved",
-                (client, cost),
-            )
             self._writer.execute("COMMIT")
         except BaseException:
-            self._writer.execute("ROLLBACK")
+            self._rollback()
             raise
         self.queued[existing["backend"]] += 1
         existing.update(state="queued", error=None, provider_job_id=None, started_at=None, finished_at=None)
         return existing
+
+    def _reserve(self, client: str, cost: int, shot_budget: int | None) -> None:
+        """Reserve ``cost`` shots of the client's budget (inside the caller's transaction)."""
+        row = self._writer.execute(
+            "SELECT shots_reserved FROM budgets WHERE client = ?", (client,)
+        ).fetchone()
+        used = row[0] if row else 0
+        if shot_budget is not None and used + cost > shot_budget:
+            raise BudgetExceeded(client, used, shot_budget, cost)
+        self._writer.execute(
+            "INSERT INTO budgets (client, shots_reserved) VALUES (?, ?) ON CONFLICT (client) "
+            "DO UPDATE SET shots_reserved = shots_reserved + excluded.shots_reserved",
+            (client, cost),
+        )
 
     def shots_reserved(self, client: str) -> int:
         """Return the shots a client has used or holds in active jobs."""
@@ -313,7 +368,7 @@ class JobStore:
     def claim(self, job_id: str) -> str | None:
         """Move a queued job to running; return the attempt's run token, or None if it was not queued."""
         token = uuid.uuid4().hex
-        with self._write_lock:
+        with self._writing():
             rows = self._writer.execute(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, run_token = ?, started_at = ? "
                 "WHERE id = ? AND state = 'queued' RETURNING backend",
@@ -328,7 +383,7 @@ class JobStore:
     def adopt(self, job_id: str) -> str | None:
         """Take over a running job left by a previous process (to fetch its provider result)."""
         token = uuid.uuid4().hex
-        with self._write_lock:
+        with self._writing():
             ok = self._transition(
                 "UPDATE jobs SET run_token = ? WHERE id = ? AND state = 'running'", (token, job_id)
             )
@@ -336,7 +391,7 @@ class JobStore:
 
     def record_provider_job(self, job_id: str, token: str, provider_job_id: str) -> None:
         """Remember the provider's id for a running job before waiting on it."""
-        with self._write_lock:
+        with self._writing():
             self._transition(
                 "UPDATE jobs SET provider_job_id = ? WHERE id = ? AND state = 'running' AND run_token = ?",
                 (provider_job_id, job_id, token),
@@ -367,7 +422,7 @@ class JobStore:
     def _end(
         self, job_id: str, token: str, sql: str, params: tuple[Any, ...], *, refund: bool
     ) -> dict[str, Any] | None:
-        with self._write_lock:
+        with self._writing():
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 # fetchall: a RETURNING statement holds its write until fully stepped.
@@ -377,7 +432,7 @@ class JobStore:
                     self._refund(job_id)
                 self._writer.execute("COMMIT")
             except BaseException:
-                self._writer.execute("ROLLBACK")
+                self._rollback()
                 raise
             if row is None:
                 return None
@@ -394,7 +449,7 @@ class JobStore:
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued job and give its shots back; False if it was not queued."""
-        with self._write_lock:
+        with self._writing():
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 rows = self._writer.execute(
@@ -406,7 +461,7 @@ class JobStore:
                     self._refund(job_id)
                 self._writer.execute("COMMIT")
             except BaseException:
-                self._writer.execute("ROLLBACK")
+                self._rollback()
                 raise
             if not rows:
                 return False
@@ -415,7 +470,7 @@ class JobStore:
 
     def recover(self) -> tuple[list[str], list[str]]:
         """After a restart: requeue running jobs with no provider job; return (requeued, to resume)."""
-        with self._write_lock:
+        with self._writing():
             requeued = [
                 row[0]
                 for row in self._writer.execute(

@@ -98,6 +98,13 @@ def run_one(path: Path, out: Path) -> dict[str, Any]:
         "title": journal.get("experiment", {}).get("title", ""),
         "status": journal.get("status"),
         "deviated": bool(journal.get("deviated")),
+        # Chaos Toolkit records a failed method activity but still calls the run "completed":
+        # a probe in the method that fails (say, the gateway answering 500 instead of 507) fails it here.
+        "activities_failed": [
+            entry.get("activity", {}).get("name", "?")
+            for entry in journal.get("run", [])
+            if entry.get("status") == "failed"
+        ],
         "hypothesis_before": _hypothesis(journal, "before"),
         "hypothesis_after": _hypothesis(journal, "after"),
         "faults_injected": sum(1 for e in ledger if e["kind"] == "fault"),
@@ -115,10 +122,11 @@ def run_one(path: Path, out: Path) -> dict[str, Any]:
 
 
 def passed(row: dict[str, Any]) -> bool:
-    """Return whether an experiment met its hypothesis before and after and lost or duplicated nothing."""
+    """Return whether an experiment held its hypothesis, ran every step, and lost or duplicated nothing."""
     return (
         row["status"] == "completed"
         and not row["deviated"]
+        and not row["activities_failed"]
         and row["hypothesis_before"] is True
         and row["hypothesis_after"] is True
         and row["results_lost"] == 0

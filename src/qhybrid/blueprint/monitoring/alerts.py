@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from qhybrid.blueprint.monitoring import metric_names as m
+from qhybrid.blueprint.names import GATEWAY_STATE_CLAIM
 
 SEVERITIES = ("critical", "warning", "info")
 COMPONENT_LABELS = ("workflows", "queues", "qpu-gateway")
@@ -27,6 +28,7 @@ ADMISSION_WAIT_P95_SECONDS = 900
 CLIENT_AUTH_FAILURES_PER_SECOND = 0.1
 PROVIDER_AUTH_FAILURES_15M = 3  # one rejection can be a provider blip; three is a bad credential
 CALIBRATION_MAX_AGE_SECONDS = 86400
+GATEWAY_VOLUME_MIN_FREE_RATIO = 0.10  # the state volume's free share below which a ticket opens
 
 # Recording rules (level:metric:operations); dashboards read them too.
 WORKFLOWS_FINISHED_1H = "namespace_phase:argo_workflows_finished:increase1h"
@@ -206,7 +208,7 @@ def queue_alerts() -> dict[str, Any]:
 
 
 def gateway_alerts() -> dict[str, Any]:
-    """Return the QPU gateway group: down, auth failures both ways, stale calibration."""
+    """Return the QPU gateway group: down, auth failures both ways, stale calibration, a full volume."""
     return {
         "name": "qhybrid.qpu-gateway",
         "rules": [
@@ -244,6 +246,36 @@ def gateway_alerts() -> dict[str, Any]:
                     'The gateway refused {{ printf "%.2f" $value }} requests/s for 10 minutes with reason '
                     "{{ $labels.reason }}: a worker runs with a wrong service account or token, or "
                     "something unexpected is calling the gateway."
+                ),
+            ),
+            _alert(
+                "QhybridQpuGatewayRefusingWrites",
+                f"sum by (namespace, pod) (increase({m.GATEWAY_STORAGE_WRITE_FAILURES_TOTAL}[5m])) > 0",
+                for_="1m",
+                severity="critical",
+                component="qpu-gateway",
+                summary="The QPU gateway cannot write its job store ({{ $labels.pod }})",
+                description=(
+                    "Gateway pod {{ $labels.pod }} had job-store writes refused for lack of space or an I/O "
+                    "error in the last 5 minutes: submissions get 507 storage_full and finished results wait "
+                    f"in memory. Free or grow the {GATEWAY_STATE_CLAIM} volume; the gateway recovers "
+                    "by itself, with no restart."
+                ),
+            ),
+            _alert(
+                "QhybridQpuGatewayVolumeFillingUp",
+                f'kubelet_volume_stats_available_bytes{{persistentvolumeclaim="{GATEWAY_STATE_CLAIM}"}}'
+                f' / kubelet_volume_stats_capacity_bytes{{persistentvolumeclaim="{GATEWAY_STATE_CLAIM}"}}'
+                f" < {GATEWAY_VOLUME_MIN_FREE_RATIO}",
+                for_="10m",
+                severity="warning",
+                component="qpu-gateway",
+                summary="The QPU gateway's state volume is almost full",
+                description=(
+                    f"Volume {GATEWAY_STATE_CLAIM} in {{{{ $labels.namespace }}}} has "
+                    "{{ $value | humanizePercentage }} free (ticket below "
+                    f"{GATEWAY_VOLUME_MIN_FREE_RATIO:.0%}): once it is full, submissions are refused "
+                    "with 507. Grow the claim: it holds every job's circuits and results."
                 ),
             ),
             _alert(

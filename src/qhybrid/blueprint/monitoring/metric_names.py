@@ -127,8 +127,23 @@ def naming_problems(metric: Metric) -> list[str]:
 # --- QPU gateway: further metrics it exports (beyond the contract above; appended by the gateway) ---
 GATEWAY_QUEUE_DEPTH = "qhybrid_gateway_queue_depth"  # gauge {backend}: queued jobs per backend
 GATEWAY_ADMISSION_REJECTIONS_TOTAL = "qhybrid_gateway_admission_rejections_total"  # counter {reason}
-GATEWAY_ADMISSION_REJECTION_REASONS = ("queue_full", "shot_budget", "too_large", "malformed", "key_conflict")
-GATEWAY_REQUEST_DURATION_SECONDS = "qhybrid_gateway_request_duration_seconds"  # histogram {route, method}
+GATEWAY_ADMISSION_REJECTION_REASONS = (
+    "queue_full",
+    "shot_budget",
+    "too_large",
+    "malformed",
+    "key_conflict",
+    "storage_full",
+    "overloaded",
+)
+# histogram {route, method, status}: from the request's entry into the ASGI app to its answer
+GATEWAY_REQUEST_DURATION_SECONDS = "qhybrid_gateway_request_duration_seconds"
+# gauge: 1 while the job store can write, 0 after a write failed for lack of space (until one succeeds)
+GATEWAY_STORAGE_WRITABLE = "qhybrid_gateway_storage_writable"
+# counter: job-store writes refused for lack of space or an I/O error
+GATEWAY_STORAGE_WRITE_FAILURES_TOTAL = "qhybrid_gateway_storage_write_failures_total"
+# counter {backend}: jobs that were running when the gateway died and ran again after restart
+GATEWAY_JOB_RERUNS_TOTAL = "qhybrid_gateway_job_reruns_total"
 # counter: provider credentials reloaded from their files
 GATEWAY_CREDENTIAL_RELOADS_TOTAL = "qhybrid_gateway_credential_reloads_total"
 # counter {result}: calls to the Kubernetes TokenReview API that checked a worker's
