@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -29,6 +30,53 @@ def _percentiles(row: dict[str, str]) -> dict[str, float]:
     return {
         name: float(row[column] or 0) for name, column in (("p50", "50%"), ("p95", "95%"), ("p99", "99%"))
     }
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Return Prometheus's histogram_quantile over cumulative (upper bound, count) pairs, +Inf last."""
+    buckets = sorted(buckets)
+    total = buckets[-1][1]
+    if total == 0:
+        return float("nan")
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower  # Prometheus answers the last finite bound
+            return lower + (bound - lower) * (rank - below) / (count - below) if count > below else bound
+        lower, below = bound, count
+    return lower
+
+
+def gateway_submit_buckets(metrics_text: str) -> list[tuple[float, float]]:
+    """Sum the gateway's POST /v1/jobs request-duration buckets over every status."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from qhybrid.blueprint.monitoring.metric_names import GATEWAY_REQUEST_DURATION_SECONDS
+
+    sums: dict[float, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != GATEWAY_REQUEST_DURATION_SECONDS:
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name.endswith("_bucket")
+                and labels["route"] == "/v1/jobs"
+                and labels["method"] == "POST"
+            ):
+                bound = float(labels["le"])
+                sums[bound] = sums.get(bound, 0.0) + sample.value
+    return sorted(sums.items())
+
+
+def client_p99_ms(times_file: Path) -> float:
+    """Return the exact 99th percentile (nearest rank) of the client's submit times."""
+    times = sorted(float(line) for line in times_file.read_text().split())
+    if not times:
+        return float("nan")
+    return times[min(len(times) - 1, max(0, math.ceil(0.99 * len(times)) - 1))]
 
 
 def summarise(out: Path, duration: float, shape: str, users: int) -> dict[str, Any]:
@@ -98,6 +146,28 @@ def plot(out: Path, summary: dict[str, Any]) -> None:
     figure.savefig(out / "load.png", dpi=90)
 
 
+def load_circuits(count: int) -> list[Any]:
+    """Return ``count`` distinct classical circuits (the trivial backend's gates) of about 40 operations.
+
+    A job of 64 is what a run's QPU batch sends (DEFAULT_CIRCUITS_PER_JOB).
+    """
+    from qiskit import QuantumCircuit
+
+    circuits = []
+    for index in range(count):
+        circuit = QuantumCircuit(6, 6)
+        for layer in range(4):
+            for qubit in range(6):
+                if (index + layer) >> qubit & 1:
+                    circuit.x(qubit)
+            for qubit in range(4):
+                circuit.cx(qubit, qubit + 1)
+                circuit.ccx(qubit, qubit + 1, qubit + 2)
+        circuit.measure(range(6), range(6))
+        circuits.append(circuit)
+    return circuits
+
+
 def run(
     out: Path,
     *,
@@ -110,24 +180,25 @@ def run(
     max_queued: int = 10000,
     seconds_per_job: float = 0.0,
     concurrency: int = 1,
+    admissions_in_flight: int | None = None,
+    circuits_per_job: int = 1,
 ) -> dict[str, Any]:
     """Run one load test and return its summary (also written to OUT/summary.json)."""
-    from qiskit import QuantumCircuit
-
     from qhybrid.gateway.payload import encode_qpy
 
     if shape not in SHAPES:
         raise SystemExit(f"--shape must be one of {SHAPES}")
     out.mkdir(parents=True, exist_ok=True)
-    circuit = QuantumCircuit(3, 3)
-    circuit.x(0)
-    circuit.cx(0, 2)
-    circuit.measure(range(3), range(3))
-    (out / "circuits.b64").write_text(encode_qpy([circuit]))
+    (out / "circuits.b64").write_text(encode_qpy(load_circuits(circuits_per_job)))
     gateway = None
     if url is None:
+        options = {} if admissions_in_flight is None else {"max_admissions_in_flight": admissions_in_flight}
         gateway = start_gateway(
-            out, max_queued=max_queued, seconds_per_job=seconds_per_job, concurrency=concurrency
+            out,
+            max_queued=max_queued,
+            seconds_per_job=seconds_per_job,
+            concurrency=concurrency,
+            queue_options=options,
         )
         url, token_file = gateway.url, gateway.token_file
     assert token_file is not None
@@ -139,6 +210,7 @@ def run(
         "QHYBRID_LOAD_USERS": str(users),
         "QHYBRID_LOAD_DURATION": str(duration),
         "QHYBRID_LOAD_RATE": str(rate),
+        "QHYBRID_LOAD_SUBMIT_TIMES": str(out / "submit_times_ms.txt"),
     }
     try:
         result = subprocess.run(
@@ -160,6 +232,20 @@ def run(
             import httpx
 
             metrics = httpx.get(f"{url}/metrics", timeout=10).text
+            (out / "gateway_metrics.txt").write_text(metrics)
+            # The same statistic on both sides: p99 of every POST /v1/jobs, any status, over
+            # the whole run; the client's exact, the gateway's interpolated from its buckets.
+            client_ms = client_p99_ms(out / "submit_times_ms.txt")
+            gateway_ms = 1000 * histogram_quantile(0.99, gateway_submit_buckets(metrics))
+            summary["submit_p99_ms"] = {
+                "client": round(client_ms, 2),
+                "gateway_histogram": round(gateway_ms, 2),
+                "gateway_over_client": round(gateway_ms / client_ms, 3),
+            }
+            print(
+                f"submit p99: client {client_ms:.1f} ms, gateway histogram {gateway_ms:.1f} ms "
+                f"(gateway/client {gateway_ms / client_ms:.3f})"
+            )
             summary["gateway_metrics"] = [
                 line for line in metrics.splitlines()
                 if line.startswith(("qhybrid_gateway_jobs_total", "qhybrid_gateway_admission_rejections"))
@@ -186,6 +272,8 @@ def main() -> None:
     parser.add_argument("--token-file", type=Path)
     parser.add_argument("--max-queued", type=int, default=10000)
     parser.add_argument("--seconds-per-job", type=float, default=0.0, help="emulated device time per job")
+    parser.add_argument("--admissions-in-flight", type=int, help="the gateway's max_admissions_in_flight")
+    parser.add_argument("--circuits-per-job", type=int, default=1, help="64 is a run's QPU batch")
     args = parser.parse_args()
     summary = run(
         args.out,
@@ -197,6 +285,8 @@ def main() -> None:
         token_file=args.token_file,
         max_queued=args.max_queued,
         seconds_per_job=args.seconds_per_job,
+        admissions_in_flight=args.admissions_in_flight,
+        circuits_per_job=args.circuits_per_job,
     )
     print(
         json.dumps({k: v for k, v in summary.items() if k not in ("endpoints", "gateway_metrics")}, indent=2)

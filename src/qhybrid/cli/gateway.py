@@ -6,6 +6,7 @@ so ``qhybrid --help`` stays fast.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -102,20 +103,27 @@ def serve(
 
     from qhybrid.gateway.app import build_gateway, create_app
     from qhybrid.gateway.store import JobStore
+    from qhybrid.gateway.timing import timed_protocol
 
     store = JobStore(state_dir / "jobs.sqlite3", synchronous=settings.synchronous)
     try:
         gateway = build_gateway(settings, store, credentials)
     except (ValueError, QhybridError) as error:
         raise fail(f"--config: {error}") from None
+    app = create_app(gateway)
+    gateway.parser.warm()  # start the OpenQASM parse workers now, not on the first submission
+    # Qiskit's import leaves some hundred thousand long-lived objects; without freezing them
+    # every full collection walks them all and stalls the event loop for tens of milliseconds.
+    gc.freeze()
     uvicorn.run(
-        create_app(gateway),
+        app,
         host=host,
         port=port,
         log_config=None,
         access_log=access_log,
         timeout_graceful_shutdown=10,
         server_header=False,
+        http=timed_protocol(),
     )
     store.close()
     del lock

@@ -89,11 +89,18 @@ def admit(gateway: Gateway, client: ClientConfig, body: bytes) -> tuple[dict[str
     try:
         limit = gateway.config.limits.max_operations_per_circuit
         circuits = decode_circuits(
-            request.format, request.circuits, max_qubits=gateway.max_qubits, max_operations=limit
+            request.format,
+            request.circuits,
+            max_qubits=gateway.max_qubits,
+            max_operations=limit,
+            qasm3_parser=gateway.parser.parse,
         )
         check_circuits(circuits, gateway.config.limits, None)
         backend.check(circuits)
     except PayloadError as error:
+        if error.status == 503:
+            metrics.rejections.labels("overloaded").inc()
+            raise ApiError(503, error.code, error.message, {"Retry-After": "1"}) from None
         metrics.rejections.labels("too_large" if error.status == 413 else "malformed").inc()
         raise ApiError(error.status, error.code, error.message) from None
     if request.seeds is not None:

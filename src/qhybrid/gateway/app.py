@@ -56,15 +56,18 @@ def create_app(gateway: Gateway) -> FastAPI:
         gateway.loop = asyncio.get_running_loop()
         gateway.credentials.start()
         await run_in_threadpool(gateway.executor.start)
+        lag_monitor = asyncio.create_task(gateway.loop_lag.run(gateway.metrics.loop_lag.observe))
         log.info(
             "gateway ready: backends %s, %d clients", sorted(gateway.backends), len(gateway.config.clients)
         )
         try:
             yield
         finally:
+            lag_monitor.cancel()
             await run_in_threadpool(gateway.executor.stop)
             await gateway.auth.aclose()
             gateway.credentials.stop()
+            await run_in_threadpool(gateway.parser.close)
 
     app = FastAPI(title="qhybrid QPU gateway", version="1", lifespan=lifespan)
     app.add_middleware(GuardMiddleware, gateway=gateway)

@@ -7,11 +7,15 @@ YAML (or JSON, which is YAML) with this shape; every key is optional::
       max_queued_jobs: 1000               # admission bound; beyond it -> 429 + Retry-After
       retry_after_seconds: 2
       max_admissions_in_flight: 16        # submissions being admitted at once; beyond -> 429 at once
+      max_event_loop_lag_ms: 50           # while the event loop runs this late, submits -> 429 at once
     limits:
       max_request_bytes: 8388608          # whole request body; beyond it -> 413
       max_circuits_per_job: 300           # -> 413
       max_operations_per_circuit: 20000   # -> 413
       max_shots: 100000                   # per circuit; -> 400
+      parse_workers: 2                    # processes parsing OpenQASM 3 off the gateway's own
+      parse_seconds: 5                    # per parse; beyond it the worker is killed -> 413
+      parse_memory_mib: 512               # per worker, enforced with RLIMIT_AS -> 413
     store:
       synchronous: NORMAL                 # SQLite; NORMAL survives a killed process, FULL a lost node
     credentials:
@@ -110,6 +114,9 @@ class Limits:
     max_circuits_per_job: int = 300
     max_operations_per_circuit: int = 20_000
     max_shots: int = 100_000
+    parse_workers: int = 2
+    parse_seconds: int = 5
+    parse_memory_mib: int = 512
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +133,9 @@ class GatewayConfig:
     # before its body is read: queueing behind the admission threads would be invisible
     # to the request timer and cost the client seconds (issue 12, F4).
     max_admissions_in_flight: int = 16
+    # While the event loop runs this late, requests queue where no timer sees them: new
+    # submits are refused (429) so the work in hand finishes and the lag stays bounded.
+    max_event_loop_lag_ms: int = 50
     limits: Limits = field(default_factory=Limits)
     synchronous: str = "NORMAL"
     reload_interval_seconds: float = 2.0
@@ -360,12 +370,20 @@ def parse_config(data: Any, source: str = "config") -> GatewayConfig:
     queue = _mapping(
         top.get("queue", {}),
         f"{source}: queue",
-        {"max_queued_jobs", "retry_after_seconds", "max_admissions_in_flight"},
+        {"max_queued_jobs", "retry_after_seconds", "max_admissions_in_flight", "max_event_loop_lag_ms"},
     )
     limits = _mapping(
         top.get("limits", {}),
         f"{source}: limits",
-        {"max_request_bytes", "max_circuits_per_job", "max_operations_per_circuit", "max_shots"},
+        {
+            "max_request_bytes",
+            "max_circuits_per_job",
+            "max_operations_per_circuit",
+            "max_shots",
+            "parse_workers",
+            "parse_seconds",
+            "parse_memory_mib",
+        },
     )
     store = _mapping(top.get("store", {}), f"{source}: store", {"synchronous"})
     credentials = _mapping(top.get("credentials", {}), f"{source}: credentials", {"reload_interval_seconds"})
@@ -383,6 +401,9 @@ def parse_config(data: Any, source: str = "config") -> GatewayConfig:
         ),
         max_admissions_in_flight=_int(
             queue.get("max_admissions_in_flight", 16), f"{source}: queue.max_admissions_in_flight", 1
+        ),
+        max_event_loop_lag_ms=_int(
+            queue.get("max_event_loop_lag_ms", 50), f"{source}: queue.max_event_loop_lag_ms", 1
         ),
         limits=Limits(**{key: _int(value, f"{source}: limits.{key}", 1) for key, value in limits.items()}),
         synchronous=synchronous,

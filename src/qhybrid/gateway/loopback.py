@@ -48,7 +48,14 @@ class LoopbackGateway:
             self.process.wait()
 
 
-def start_gateway(out: Path, *, max_queued: int, seconds_per_job: float, concurrency: int) -> LoopbackGateway:
+def start_gateway(
+    out: Path,
+    *,
+    max_queued: int,
+    seconds_per_job: float,
+    concurrency: int,
+    queue_options: dict[str, int] | None = None,
+) -> LoopbackGateway:
     """Start ``qhybrid gateway serve`` with a trivial backend under ``out``; return it once ready."""
     import httpx
 
@@ -65,7 +72,7 @@ def start_gateway(out: Path, *, max_queued: int, seconds_per_job: float, concurr
                 "concurrency": concurrency,
             }
         ],
-        "queue": {"max_queued_jobs": max_queued, "retry_after_seconds": 1},
+        "queue": {"max_queued_jobs": max_queued, "retry_after_seconds": 1, **(queue_options or {})},
         "clients": [{"name": "load", "token_sha256": hash_token(token)}],
     }
     (out / "gateway.yaml").write_text(yaml.safe_dump(config))

@@ -92,6 +92,12 @@ class GatewayMetrics:
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
+        self.loop_lag = Histogram(
+            names.GATEWAY_EVENT_LOOP_LAG_SECONDS,
+            "How late the event loop ran a 10 ms timer: queueing that request timers cannot see.",
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
         self.credential_reloads = Counter(
             names.GATEWAY_CREDENTIAL_RELOADS_TOTAL.removesuffix("_total"),
             "Times the provider credentials were reloaded from their files.",

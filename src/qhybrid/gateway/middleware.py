@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qhybrid.gateway.api_schema import error_response
 from qhybrid.gateway.auth import AuthFailure
+from qhybrid.gateway.timing import RECEIVED_AT
 
 if TYPE_CHECKING:
     from qhybrid.gateway.service import Gateway
@@ -29,9 +30,10 @@ def _route(path: str) -> str:
 class GuardMiddleware:
     """Time every request from its entry; authenticate /v1, shed excess submits and cap bodies unread.
 
-    The timer starts when the request enters the ASGI app, before authentication,
-    so ``qhybrid_gateway_request_duration_seconds`` counts what the client waits for
-    once uvicorn has the request, refusals included, by route, method and status.
+    The timer starts when uvicorn read the request's bytes (``timing``), or else when
+    the request enters the app, before authentication, so
+    ``qhybrid_gateway_request_duration_seconds`` counts what the client waits for once
+    the loop has read the request, refusals included, by route, method and status.
     """
 
     def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
@@ -45,7 +47,7 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started = scope.get(RECEIVED_AT) or time.perf_counter()
         path: str = scope["path"]
         status = 500  # what an exception that escapes every handler becomes
 
@@ -88,15 +90,20 @@ class GuardMiddleware:
                 extra = {"Retry-After": str(failure.retry_after)}
             return error_response(failure.status, failure.reason, failure.message, extra)
         if path == "/v1/jobs" and scope["method"] == "POST":
-            bound = gateway.config.max_admissions_in_flight
+            bound, lag = gateway.config.max_admissions_in_flight, gateway.loop_lag.recent
+            reason = None
             if self.admitting >= bound:
-                gateway.metrics.rejections.labels("overloaded").inc()
-                return error_response(
-                    429,
-                    "overloaded",
-                    f"{bound} submissions are being admitted (max_admissions_in_flight); retry shortly",
-                    {"Retry-After": "1"},
+                reason = f"{bound} submissions are being admitted (max_admissions_in_flight)"
+            elif self.admitting and lag * 1000 > gateway.config.max_event_loop_lag_ms:
+                # Only with other submits in hand: a lone submit is accepted even while a
+                # simulator in this process slows the loop (that is not overload).
+                reason = (
+                    f"the gateway is {lag * 1000:.0f} ms behind (max_event_loop_lag_ms "
+                    f"{gateway.config.max_event_loop_lag_ms})"
                 )
+            if reason is not None:
+                gateway.metrics.rejections.labels("overloaded").inc()
+                return error_response(429, "overloaded", f"{reason}; retry shortly", {"Retry-After": "1"})
         length = headers.get(b"content-length")
         limit = gateway.config.limits.max_request_bytes
         if length is not None and length.isdigit() and int(length) > limit:

@@ -11,6 +11,7 @@ import base64
 import binascii
 import io
 from dataclasses import dataclass
+from typing import Protocol
 
 from qiskit import QuantumCircuit
 
@@ -25,9 +26,17 @@ from qhybrid.gateway.config import Limits
 FORMATS = ("qpy", "qasm3")
 
 
+class Qasm3Parser(Protocol):
+    """What parses OpenQASM 3 texts for admission (the gateway's parse pool)."""
+
+    def __call__(self, texts: list[str], *, max_qubits: int, max_operations: int) -> list[QuantumCircuit]:
+        """Return the parsed circuits or raise PayloadError."""
+        ...
+
+
 @dataclass
 class PayloadError(Exception):
-    """A request the gateway refuses; ``status`` is 400 or 413."""
+    """A request the gateway refuses; ``status`` is 400, 413, or 503 (the parsers are busy)."""
 
     status: int
     code: str
@@ -53,12 +62,15 @@ def decode_circuits(
     *,
     max_qubits: int = DEFAULT_MAX_QUBITS,
     max_operations: int = DEFAULT_MAX_OPERATIONS,
+    qasm3_parser: Qasm3Parser | None = None,
 ) -> list[QuantumCircuit]:
     """Parse the ``circuits`` field of a job in format ``fmt``.
 
     OpenQASM texts are first checked for what their parse would cost (qasm_guard):
     a register wider than ``max_qubits``, an expansion over ``max_operations`` or deep
-    nesting is refused with 413, naming the limit, before the parser runs.
+    nesting is refused with 413, naming the limit, before the parser runs. The
+    gateway passes ``qasm3_parser`` (its worker processes, under a time and memory
+    budget); without it the texts are parsed here.
     """
     if fmt == "qpy":
         if not isinstance(circuits, str):
@@ -86,26 +98,33 @@ def decode_circuits(
     if fmt == "qasm3":
         if not isinstance(circuits, list) or not all(isinstance(text, str) for text in circuits):
             raise PayloadError(400, "malformed_circuits", "circuits: OpenQASM 3 must be a list of strings")
-        from qiskit import qasm3
-
-        for position, text in enumerate(circuits):
-            try:
-                check_qasm_cost(text, max_qubits=max_qubits, max_operations=max_operations)
-            except QasmTooCostly as error:
-                raise PayloadError(413, "circuit_too_costly", f"circuits[{position}]: {error}") from None
-        parsed = []
-        for position, text in enumerate(circuits):
-            try:
-                parsed.append(qasm3.loads(text))
-            except Exception as error:  # noqa: BLE001 - the importer raises several types
-                detail = " ".join(str(error).split())[:300]
-                raise PayloadError(
-                    400,
-                    "malformed_circuits",
-                    f"circuits[{position}]: OpenQASM 3 could not be parsed: {detail}",
-                ) from None
-        return parsed
+        if qasm3_parser is not None:
+            return qasm3_parser(circuits, max_qubits=max_qubits, max_operations=max_operations)
+        return parse_qasm3_texts(circuits, max_qubits=max_qubits, max_operations=max_operations)
     raise PayloadError(400, "bad_format", f"format: must be one of {list(FORMATS)}, got {fmt!r}")
+
+
+def parse_qasm3_texts(texts: list[str], *, max_qubits: int, max_operations: int) -> list[QuantumCircuit]:
+    """Pre-scan every text for its cost (413 naming the limit), then parse each (400 on a syntax error)."""
+    from qiskit import qasm3
+
+    for position, text in enumerate(texts):
+        try:
+            check_qasm_cost(text, max_qubits=max_qubits, max_operations=max_operations)
+        except QasmTooCostly as error:
+            raise PayloadError(413, "circuit_too_costly", f"circuits[{position}]: {error}") from None
+    parsed = []
+    for position, text in enumerate(texts):
+        try:
+            parsed.append(qasm3.loads(text))
+        except MemoryError:
+            raise  # a budget, not a syntax error: the parse worker answers 413 for it
+        except Exception as error:  # noqa: BLE001 - the importer raises several types
+            detail = " ".join(str(error).split())[:300]
+            raise PayloadError(
+                400, "malformed_circuits", f"circuits[{position}]: OpenQASM 3 could not be parsed: {detail}"
+            ) from None
+    return parsed
 
 
 def check_circuits(circuits: list[QuantumCircuit], limits: Limits, max_qubits: int | None) -> None:

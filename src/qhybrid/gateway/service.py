@@ -13,8 +13,10 @@ from qhybrid.gateway.credentials import CredentialStore
 from qhybrid.gateway.executor import Executor
 from qhybrid.gateway.kubernetes_auth import reviewer_for
 from qhybrid.gateway.metrics import GatewayMetrics
+from qhybrid.gateway.parse_pool import ParsePool
 from qhybrid.gateway.providers import GatewayBackend, build_backend, widest
 from qhybrid.gateway.store import JobStore
+from qhybrid.gateway.timing import LoopLag
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Gateway:
     waiters: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
     count_reloads: Callable[[], None] = lambda: None  # set by build_gateway
     max_qubits: int = DEFAULT_MAX_QUBITS  # the widest backend's, set by build_gateway
+    loop_lag: LoopLag = field(default_factory=LoopLag)
+    parser: ParsePool = field(init=False)  # OpenQASM 3 parsing off-process, set by build_gateway
 
     def notify(self, job_id: str) -> None:
         """Wake long-polls on ``job_id`` (called from worker threads)."""
@@ -79,4 +83,8 @@ def build_gateway(config: GatewayConfig, store: JobStore, credentials: Credentia
 
     gateway.count_reloads = count_reloads
     gateway.max_qubits = widest(backends.values(), DEFAULT_MAX_QUBITS)
+    limits = config.limits
+    gateway.parser = ParsePool(
+        workers=limits.parse_workers, seconds=limits.parse_seconds, memory_mib=limits.parse_memory_mib
+    )
     return gateway

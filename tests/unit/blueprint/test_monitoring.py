@@ -303,7 +303,7 @@ def test_prometheus_rule_holds_the_rule_groups():
 
 def test_every_alert_has_severity_component_summary_and_description():
     names = alerts.alert_names()
-    assert len(names) == len(set(names)) == 10
+    assert len(names) == len(set(names)) == 12
     for group in alerts.rule_groups():
         for rule in group["rules"]:
             if "alert" not in rule:

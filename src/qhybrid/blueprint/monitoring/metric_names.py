@@ -138,6 +138,8 @@ GATEWAY_ADMISSION_REJECTION_REASONS = (
 )
 # histogram {route, method, status}: from the request's entry into the ASGI app to its answer
 GATEWAY_REQUEST_DURATION_SECONDS = "qhybrid_gateway_request_duration_seconds"
+# histogram: how late the event loop ran a 10 ms timer (the wait before a request's timer starts)
+GATEWAY_EVENT_LOOP_LAG_SECONDS = "qhybrid_gateway_event_loop_lag_seconds"
 # gauge: 1 while the job store can write, 0 after a write failed for lack of space (until one succeeds)
 GATEWAY_STORAGE_WRITABLE = "qhybrid_gateway_storage_writable"
 # counter: job-store writes refused for lack of space or an I/O error
