@@ -98,21 +98,26 @@ def decode_circuits(
     if fmt == "qasm3":
         if not isinstance(circuits, list) or not all(isinstance(text, str) for text in circuits):
             raise PayloadError(400, "malformed_circuits", "circuits: OpenQASM 3 must be a list of strings")
-        if qasm3_parser is not None:
-            return qasm3_parser(circuits, max_qubits=max_qubits, max_operations=max_operations)
-        return parse_qasm3_texts(circuits, max_qubits=max_qubits, max_operations=max_operations)
+        if qasm3_parser is None:
+            return parse_qasm3_texts(circuits, max_qubits=max_qubits, max_operations=max_operations)
+        _prescan(circuits, max_qubits=max_qubits, max_operations=max_operations)  # refusals need no worker
+        return qasm3_parser(circuits, max_qubits=max_qubits, max_operations=max_operations)
     raise PayloadError(400, "bad_format", f"format: must be one of {list(FORMATS)}, got {fmt!r}")
+
+
+def _prescan(texts: list[str], *, max_qubits: int, max_operations: int) -> None:
+    for position, text in enumerate(texts):
+        try:
+            check_qasm_cost(text, max_qubits=max_qubits, max_operations=max_operations)
+        except QasmTooCostly as error:
+            raise PayloadError(413, "circuit_too_costly", f"circuits[{position}]: {error}") from None
 
 
 def parse_qasm3_texts(texts: list[str], *, max_qubits: int, max_operations: int) -> list[QuantumCircuit]:
     """Pre-scan every text for its cost (413 naming the limit), then parse each (400 on a syntax error)."""
     from qiskit import qasm3
 
-    for position, text in enumerate(texts):
-        try:
-            check_qasm_cost(text, max_qubits=max_qubits, max_operations=max_operations)
-        except QasmTooCostly as error:
-            raise PayloadError(413, "circuit_too_costly", f"circuits[{position}]: {error}") from None
+    _prescan(texts, max_qubits=max_qubits, max_operations=max_operations)
     parsed = []
     for position, text in enumerate(texts):
         try:
