@@ -25,6 +25,7 @@ from qhybrid_chaos import workspace as ws
 __all__ = [
     "gateway_jobs_exactly_once",
     "gateway_recovered",
+    "large_job",
     "gateway_refuses_writes",
     "gateway_serving",
     "kill_gateway",
@@ -242,7 +243,7 @@ def gateway_jobs_exactly_once(workspace: str, backend: str, runs: list[str]) -> 
     return True
 
 
-def _big_job(key: str, backend: str) -> dict[str, Any]:
+def large_job(key: str, backend: str) -> dict[str, Any]:
     """A job of 300 ten-qubit circuits, about 100 KB of QPY: a few need new pages on the volume."""
     from qiskit import QuantumCircuit
 
@@ -276,7 +277,7 @@ def gateway_refuses_writes(
     accepted, refused = [], None
     with httpx.Client(base_url=record["url"], headers=headers, timeout=30) as client:
         for index in range(attempts):
-            answer = client.post("/v1/jobs", json=_big_job(f"disk-full-probe-{index}", backend))
+            answer = client.post("/v1/jobs", json=large_job(f"disk-full-probe-{index}", backend))
             if answer.status_code in (200, 202):
                 accepted.append(answer.json()["id"])
                 continue

@@ -14,16 +14,22 @@ from tests.gateway.conftest import auth, base_config, in_process, job_body
 from tests.gateway.test_api import metric_value
 
 
+class HeldAdmission:
+    """Admission that waits for ``release`` once it has begun (``entered``), holding its slot."""
+
+    def __init__(self) -> None:
+        self.release, self.entered = threading.Event(), threading.Event()
+        self.real_admit = gateway_app.admit
+
+    def __call__(self, *args: Any) -> Any:
+        self.entered.set()
+        self.release.wait(10)
+        return self.real_admit(*args)
+
+
 def test_a_submit_over_the_admission_bound_gets_429_before_its_body_is_read(tmp_path, monkeypatch):
-    release, entered = threading.Event(), threading.Event()
-    real_admit = gateway_app.admit
-
-    def held_admit(*args: Any) -> Any:
-        entered.set()
-        release.wait(10)
-        return real_admit(*args)
-
-    monkeypatch.setattr(gateway_app, "admit", held_admit)
+    held = HeldAdmission()
+    monkeypatch.setattr(gateway_app, "admit", held)
     data = base_config(queue={"max_admissions_in_flight": 1})
     with in_process(tmp_path, data) as (client, _):
         first: dict[str, Any] = {}
@@ -31,10 +37,10 @@ def test_a_submit_over_the_admission_bound_gets_429_before_its_body_is_read(tmp_
             target=lambda: first.update(r=client.post("/v1/jobs", json=job_body("a"), headers=auth("alice")))
         )
         worker.start()
-        assert entered.wait(10)
+        assert held.entered.wait(10)
         # The second submit is refused by the middleware: an unparseable body proves it was never read.
         refused = client.post("/v1/jobs", content=b"{not json", headers=auth("alice"))
-        release.set()
+        held.release.set()
         worker.join(10)
         assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
         assert refused.json()["error"] == "overloaded"
@@ -48,29 +54,22 @@ def test_a_submit_over_the_admission_bound_gets_429_before_its_body_is_read(tmp_
 
 
 def test_submits_beside_others_are_refused_while_the_event_loop_runs_late(tmp_path, monkeypatch):
-    release, entered = threading.Event(), threading.Event()
-    real_admit = gateway_app.admit
-
-    def held_admit(*args: Any) -> Any:
-        entered.set()
-        release.wait(10)
-        return real_admit(*args)
-
     with in_process(tmp_path) as (client, gateway):
         late = time.monotonic() + 3600  # a sample that stays in the window for the test
         gateway.loop_lag._samples.append((late, 0.2))
         # A lone submit is accepted: a slow loop with nothing else being admitted is not overload.
         assert client.post("/v1/jobs", json=job_body("alone"), headers=auth("alice")).status_code == 202
-        monkeypatch.setattr(gateway_app, "admit", held_admit)
+        held = HeldAdmission()
+        monkeypatch.setattr(gateway_app, "admit", held)
         first: dict[str, Any] = {}
         worker = threading.Thread(
             target=lambda: first.update(r=client.post("/v1/jobs", json=job_body("a"), headers=auth("alice")))
         )
         worker.start()
-        assert entered.wait(10)
+        assert held.entered.wait(10)
         refused = client.post("/v1/jobs", json=job_body("late"), headers=auth("alice"))
         assert client.get("/v1/backends", headers=auth("alice")).status_code == 200  # reads still served
-        release.set()
+        held.release.set()
         worker.join(10)
         assert refused.status_code == 429 and "200 ms behind" in refused.json()["detail"]
         assert first["r"].status_code == 202

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from qhybrid_chaos.gateway import large_job
 
 from qhybrid.blueprint.monitoring import metric_names
 from qhybrid.gateway.store import WAL_SIZE_LIMIT_BYTES
-from tests.gateway.conftest import auth, base_config, flips, in_process, job_body
+from tests.gateway.conftest import auth, base_config, in_process, job_body
 from tests.gateway.test_api import metric_value
 
 ROOT = os.geteuid() == 0
@@ -105,11 +106,6 @@ def volume(request, tmp_path) -> Iterator[TmpfsFiller | InjectedFiller]:
     filler.close()
 
 
-def _big_job(key: str) -> dict[str, Any]:
-    # 300 ten-qubit circuits: about 100 KB of QPY, so a few of them need new pages.
-    return job_body(key, [flips(format(i % 1024, "010b")) for i in range(300)], shots=1)
-
-
 def _wait_states(client, ids: list[str], timeout: float = 60.0) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
@@ -134,7 +130,7 @@ def test_full_volume_answers_507_keeps_every_accepted_job_and_recovers_without_r
 
         refused = None
         for i in range(40):  # bounded: a 4 MiB volume holds far fewer than 40 such jobs
-            answer = client.post("/v1/jobs", json=_big_job(f"full-{i}"), headers=auth("alice"))
+            answer = client.post("/v1/jobs", json=large_job(f"full-{i}", "trivial"), headers=auth("alice"))
             if answer.status_code == 202:
                 accepted.append(answer.json()["id"])
                 continue
