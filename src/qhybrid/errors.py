@@ -21,3 +21,7 @@ class BackendUnavailable(QhybridError):
 
 class RunDirError(QhybridError):
     """The run directory is missing pieces, holds another run, or is corrupt."""
+
+
+class RunFailed(QhybridError):
+    """The run started but could not finish (a backend kept failing); what finished is kept for --resume."""

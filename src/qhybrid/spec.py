@@ -11,6 +11,7 @@ from :data:`PROBLEM_FLAGS` and the defaults here, so a flag and its default are 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,13 @@ from qiskit.quantum_info import SparsePauliOp
 
 from qhybrid.cutting.observables import format_pauli_sum, load_observable, parse_pauli_sum
 from qhybrid.cutting.policies import POLICIES
-from qhybrid.cutting.problem import CuttingProblem, build_problem, parse_qasm, read_circuit_file
+from qhybrid.cutting.problem import (
+    MAX_QPD_TERMS,
+    CuttingProblem,
+    build_problem,
+    parse_qasm,
+    read_circuit_file,
+)
 from qhybrid.errors import InputError
 from qhybrid.scenarios import SCENARIOS
 
@@ -57,6 +64,9 @@ class RunSpec:
     shots: int | None = None
     seed: int = DEFAULT_SEED
     policy: str = DEFAULT_POLICY
+    # A safety limit, not an input: it decides whether a run may start, never its numbers,
+    # so the spec hash leaves it out. None means the default, MAX_QPD_TERMS.
+    max_qpd_terms: int | None = None
 
     def __post_init__(self) -> None:
         """Check each field on its own; cross-field checks that need the circuit come later."""
@@ -79,10 +89,14 @@ class RunSpec:
             raise InputError("--max-width", "give either --partition or --max-width, not both")
         if self.max_width is not None and self.max_width < 1:
             raise InputError("--max-width", f"must be at least 1, got {self.max_width}")
-        for name in ("qubits", "reps"):
+        for name in ("qubits", "reps", "max_qpd_terms"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise InputError(f"--{name}", f"must be a positive integer, got {value}")
+                raise InputError(f"--{name.replace('_', '-')}", f"must be a positive integer, got {value}")
+        if self.scenario is not None and self.qubits is not None and self.qubits < 2:
+            raise InputError(
+                "--qubits", f"the reference circuit is cut in two, so it needs at least 2, got {self.qubits}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         """Return the spec as plain JSON data."""
@@ -94,9 +108,10 @@ class RunSpec:
         return cls(**data)
 
     def spec_hash(self) -> str:
-        """Return a hash of every field but the human-facing circuit_source."""
+        """Return a hash of every field but the human-facing circuit_source and the limits."""
         data = self.to_json()
         data.pop("circuit_source")
+        data.pop("max_qpd_terms")
         encoded = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(encoded).hexdigest()
 
@@ -141,6 +156,12 @@ PROBLEM_FLAGS: tuple[ProblemFlag, ...] = (
     ProblemFlag("shots", int, "Shots per subexperiment in sampled mode.", str(DEFAULT_SHOTS)),
     ProblemFlag("seed", int, "Run seed; every random choice derives from it.", str(DEFAULT_SEED)),
     ProblemFlag("policy", str, f"Backend policy: {' | '.join(POLICIES)}.", DEFAULT_POLICY),
+    ProblemFlag(
+        "max_qpd_terms",
+        int,
+        "Refuse cuts whose full decomposition has more QPD terms (a safety limit).",
+        str(MAX_QPD_TERMS),
+    ),
 )
 _FLAGS_BY_NAME = {flag.name: flag for flag in PROBLEM_FLAGS}
 
@@ -180,6 +201,7 @@ def spec_from_flags(flags: ProblemFlags) -> RunSpec:
         "shots": shots,
         "seed": DEFAULT_SEED if given("seed") is None else given("seed"),
         "policy": given("policy") or DEFAULT_POLICY,
+        "max_qpd_terms": given("max_qpd_terms"),
     }
     circuit = given("circuit")
     if circuit is not None:
@@ -256,7 +278,19 @@ def load_problem_inputs(spec: RunSpec) -> tuple[QuantumCircuit, SparsePauliOp, s
     return circuit, observable, spec.partition
 
 
+@functools.lru_cache(maxsize=2)
 def problem_of(spec: RunSpec) -> CuttingProblem:
-    """Return the partitioned problem a spec describes (explicit labels, or cuts found under its width)."""
+    """Return the partitioned problem a spec describes (explicit labels, or cuts found under its width).
+
+    Cut finding can take seconds, and ``run`` needs the problem to count, preview and
+    generate, so the last two problems are kept (callers only read them).
+    """
     circuit, observable, partition = load_problem_inputs(spec)
-    return build_problem(circuit, observable, partition=partition, max_width=spec.max_width, seed=spec.seed)
+    return build_problem(
+        circuit,
+        observable,
+        partition=partition,
+        max_width=spec.max_width,
+        seed=spec.seed,
+        max_qpd_terms=spec.max_qpd_terms or MAX_QPD_TERMS,
+    )

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from qhybrid.backends import GatewaySettings
+from qhybrid.errors import InputError
 from qhybrid.gateway.auth import hash_token
 from qhybrid.pipeline.runner import run_local
 from qhybrid.spec import RunSpec
@@ -70,29 +71,21 @@ def test_width_policy_runs_the_default_workload_on_an_emulated_device(tmp_path, 
     print(summary)
 
 
-def test_unreachable_gateway_fails_every_qpu_subexperiment_over_to_the_cpu(tmp_path, token_file):
+def test_unreachable_gateway_at_start_up_is_a_configuration_error(tmp_path, token_file):
     settings = use_gateway(f"http://127.0.0.1:{free_port()}", token_file, attempts=2)
-    report = run_local(spec(), tmp_path / "failover", gateway=settings)
-    failovers = report["provenance"]["failovers"]
-    assert (
-        len(failovers) == 250
-        and {f["from"] for f in failovers} == {"qpu"}
-        and {f["to"] for f in failovers} == {"cpu"}
-    )
-    assert all("cannot reach the gateway" in f["reason"] for f in failovers)
-    assert set(report["provenance"]["backend_per_subexperiment"]) == {"cpu"}
-    assert report["qpu"]["failed_over"] == 250 and report["qpu"]["planned"] == {"qpu": 250}
-    # Failed-over subexperiments keep their seeds, so the estimate is the cpu policy's, bit for bit.
-    reference = run_local(spec(policy="cpu"), tmp_path / "cpu")
-    assert report["estimate"] == reference["estimate"]
-    assert "failovers       250 subexperiments" in (tmp_path / "failover" / "summary.txt").read_text()
+    with pytest.raises(InputError, match="--gateway-url: GET /v1/backends: gave up after 2 attempts"):
+        run_local(spec(), tmp_path / "failover", gateway=settings)
+    assert not (tmp_path / "failover").exists()
 
 
 def test_partial_failover_when_the_shot_budget_runs_out(tmp_path, token_file):
     # Room for two of the four 64-circuit jobs (noiseless aer keeps this quick): later jobs get a 403.
     gateway = GatewayProcess(tmp_path, gateway_config(shot_budget=128 * SHOTS)).start()
     try:
-        settings = use_gateway(gateway.url, token_file, backend="aer")
+        # A 403 is no transient failure: only --failover always moves those subexperiments.
+        settings = GatewaySettings(
+            url=gateway.url, token_file=token_file, backend="aer", max_attempts=3, failover="always"
+        )
         report = run_local(spec(), tmp_path / "partial", workers=1, batch_size=64, gateway=settings)
     finally:
         gateway.stop()

@@ -55,9 +55,10 @@ def test_width_policy_is_the_papers():
         "gpu",
     ]
     assert {get_policy("cpu").backend_for(w) for w in (1, 50)} == {"cpu"}
-    with pytest.raises(InputError, match=r"choose one of \['cpu', 'gpu', 'width'\]"):
+    with pytest.raises(InputError, match=r"choose one of \['cpu', 'gpu', 'qpu', 'width'\]"):
         get_policy("nope")
-    assert set(POLICIES) == {"cpu", "gpu", "width"}
+    assert set(POLICIES) == {"cpu", "gpu", "qpu", "width"}
+    assert get_policy("qpu").backend_for(30) == "qpu" and get_policy("qpu").failover_for("qpu") == "cpu"
 
 
 def test_pending_ranges_skip_done_and_respect_batch_size():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from qhybrid.backends.aer import AerBackend
 from qhybrid.backends.base import Backend, OutcomeDistribution
-from qhybrid.backends.qpu import GatewaySettings, QpuFailures, qpu_backend
+from qhybrid.backends.qpu import EventSink, GatewaySettings, QpuFailures, qpu_backend
 from qhybrid.errors import InputError
 
 BACKEND_NAMES = ("cpu", "gpu", "qpu")
@@ -33,12 +35,20 @@ def get_backend(name: str, gateway: GatewaySettings | None = None) -> Backend:
     return _instances[key]
 
 
+def check_backends(names: Sequence[str], gateway: GatewaySettings | None = None) -> None:
+    """Create each named backend and check its configuration: fail fast, before any subexperiment runs."""
+    for name in names:
+        get_backend(name, gateway).check()
+
+
 __all__ = [
     "BACKEND_NAMES",
     "SIMULATOR_BACKENDS",
     "Backend",
+    "EventSink",
     "GatewaySettings",
     "OutcomeDistribution",
     "QpuFailures",
+    "check_backends",
     "get_backend",
 ]

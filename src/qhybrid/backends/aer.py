@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -54,6 +55,9 @@ class AerBackend:
         self.device = device
         self._simulator = _aer_simulator(device)
 
+    def check(self) -> None:
+        """Nothing to check: the constructor already built the simulator on its device."""
+
     def description(self) -> dict[str, str]:
         """Return the simulator, method, device and qiskit-aer version."""
         return {
@@ -88,8 +92,12 @@ class AerBackend:
         *,
         shots: int | None,
         seeds: Sequence[int],
+        events: Callable[[dict[str, Any]], None] | None = None,
     ) -> list[OutcomeDistribution]:
-        """Run circuits exactly, or draw ``shots`` samples from each exact distribution."""
+        """Run circuits exactly, or draw ``shots`` samples from each exact distribution.
+
+        A simulator runs in this process, so it has no progress events to report.
+        """
         if len(seeds) != len(circuits):
             raise ValueError(f"{len(circuits)} circuits but {len(seeds)} seeds")
         if not circuits:

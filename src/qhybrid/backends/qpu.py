@@ -18,9 +18,10 @@ simulators return. Chunks whose gateway calls keep failing are reported as
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,11 @@ from qhybrid.errors import BackendUnavailable, InputError, QhybridError
 DEFAULT_CIRCUITS_PER_JOB = 64
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_JOB_TIMEOUT_S = 3600.0
+# What may move off the QPU when its gateway calls fail: nothing, only what failed for a
+# reason that may pass (unreachable, overloaded, timed out), or everything.
+FAILOVER_MODES = ("never", "transient", "always")
+DEFAULT_FAILOVER = "transient"
+EventSink = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,9 +57,14 @@ class GatewaySettings:
     backend: str | None = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S
+    failover: str = DEFAULT_FAILOVER
 
     def __post_init__(self) -> None:
         """Reject settings no client could use."""
+        if self.failover not in FAILOVER_MODES:
+            raise InputError(
+                "--failover", f"unknown mode {self.failover!r}; choose one of {list(FAILOVER_MODES)}"
+            )
         if self.max_attempts < 1:
             raise InputError("--gateway-max-attempts", f"must be at least 1, got {self.max_attempts}")
         if self.job_timeout_s <= 0:
@@ -67,6 +78,7 @@ class GatewaySettings:
             "backend": self.backend,
             "max_attempts": self.max_attempts,
             "job_timeout_s": self.job_timeout_s,
+            "failover": self.failover,
         }
 
     @classmethod
@@ -79,18 +91,29 @@ class GatewaySettings:
             backend=data.get("backend"),
             max_attempts=int(data.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
             job_timeout_s=float(data.get("job_timeout_s", DEFAULT_JOB_TIMEOUT_S)),
+            failover=str(data.get("failover", DEFAULT_FAILOVER)),
         )
+
+    def allows_failover(self, transient: bool) -> bool:
+        """Return whether a subexperiment that failed (for a transient reason or not) may move."""
+        return self.failover == "always" or (self.failover == "transient" and transient)
 
 
 class QpuFailures(QhybridError):
     """Some circuits could not be run through the gateway; the others' results are kept."""
 
-    def __init__(self, results: list[OutcomeDistribution | None], reasons: dict[int, str]) -> None:
-        """Record partial results and, per failed position, why it failed."""
+    def __init__(
+        self,
+        results: list[OutcomeDistribution | None],
+        reasons: dict[int, str],
+        transient: frozenset[int] = frozenset(),
+    ) -> None:
+        """Record partial results and, per failed position, why it failed (and which may pass)."""
         first = next(iter(reasons.values()))
         super().__init__(f"qpu backend: {len(reasons)} of {len(results)} subexperiments failed: {first}")
         self.results = results
         self.reasons = reasons
+        self.transient = transient
 
 
 def to_distribution(circuit: QuantumCircuit, counts: dict[str, int], shots: int) -> OutcomeDistribution:
@@ -151,7 +174,9 @@ class QpuBackend:
             job_timeout=settings.job_timeout_s,
         )
         self._device: dict[str, Any] | None = None
+        self._offered: list[str] = []
         self._circuits_per_job = DEFAULT_CIRCUITS_PER_JOB
+        self.last_jobs: list[dict[str, str] | None] = []
 
     def _learn_device(self) -> None:
         """Ask the gateway which device serves us and its per-job limit (once)."""
@@ -164,7 +189,40 @@ class QpuBackend:
             if entry["name"] == wanted or (wanted is None and entry.get("default")):
                 self._device = entry
                 return
+        self._offered = [str(entry["name"]) for entry in listing["backends"]] or ["(none)"]
         self._device = {"name": wanted, "available": False}
+
+    def check(self) -> None:
+        """Fail fast, before any subexperiment runs, on what no retry or failover can mend.
+
+        One ``GET /v1/backends`` with the token: an unreadable token file, a gateway that
+        cannot be reached, a refused token (401/403) or a backend the gateway does not
+        offer is a configuration error (exit 2), with the gateway's own reason. A gateway
+        that answers 429/5xx is only busy: the run goes on and its policy decides.
+        """
+        from qhybrid.gateway.client import GatewayError
+
+        try:
+            self._learn_device()
+        except GatewayError as error:
+            if error.kind == "overloaded":
+                return
+            token_problem = error.kind == "token" or error.status in (401, 403)
+            flag = "--gateway-token-file" if token_problem else "--gateway-url"
+            raise InputError(flag, " ".join(str(error).split())) from None
+        if self._offered:  # set only when the gateway lists no backend by the wanted name
+            raise InputError(
+                "--gateway-backend",
+                f"the gateway at {self.url} has no backend {self.gateway_backend!r}; "
+                f"it offers {self._offered}",
+            )
+        device = self._device or {}
+        if device.get("allowed") is False:
+            raise InputError(
+                "--gateway-backend",
+                f"the gateway at {self.url} answers 403 forbidden for backend {device.get('name')!r}: "
+                "this client's token may not use it (the gateway config's clients[].backends)",
+            )
 
     def description(self) -> dict[str, str]:
         """Return the gateway and the device behind it."""
@@ -184,8 +242,14 @@ class QpuBackend:
         *,
         shots: int | None,
         seeds: Sequence[int],
+        events: EventSink | None = None,
     ) -> list[OutcomeDistribution]:
-        """Run circuits in gateway jobs; raise :class:`QpuFailures` listing those that failed."""
+        """Run circuits in gateway jobs; raise :class:`QpuFailures` listing those that failed.
+
+        ``events`` hears ``{"event": "gateway_job", "job": ID, "state": ..., "circuits": N}``
+        as each job is submitted and polled. Afterwards :attr:`last_jobs` names, per
+        circuit, the gateway job and backend that ran it (None where none did).
+        """
         from qhybrid.gateway.client import GatewayError
         from qhybrid.gateway.payload import encode_qpy
 
@@ -194,11 +258,14 @@ class QpuBackend:
         if len(seeds) != len(circuits):
             raise ValueError(f"{len(circuits)} circuits but {len(seeds)} seeds")
         results: list[OutcomeDistribution | None] = [None] * len(circuits)
+        self.last_jobs = [None] * len(circuits)
         reasons: dict[int, str] = {}
+        transient: set[int] = set()
         try:
             self._learn_device()
         except GatewayError as error:
-            raise QpuFailures(results, dict.fromkeys(range(len(circuits)), str(error))) from None
+            every = dict.fromkeys(range(len(circuits)), str(error))
+            raise QpuFailures(results, every, frozenset(every) if error.transient else frozenset()) from None
         for start in range(0, len(circuits), self._circuits_per_job):
             chunk = list(circuits[start : start + self._circuits_per_job])
             chunk_seeds = [int(s) for s in seeds[start : start + self._circuits_per_job]]
@@ -210,28 +277,44 @@ class QpuBackend:
                     backend=self.gateway_backend,
                     job_key=job_key(self.gateway_backend, shots, chunk_seeds, chunk),
                 )
-                final = self.client.wait(job["id"])
+                _tell(events, job["id"], job["state"], circuits=len(chunk))
+                final = self.client.wait(
+                    job["id"],
+                    poll_seconds=2.0 if events else 20.0,
+                    on_state=functools.partial(_tell, events, job["id"], circuits=len(chunk)),
+                )
                 if final["state"] != "succeeded":
-                    raise GatewayError(f"gateway job {job['id']} {final['state']}: {final.get('error')}")
+                    raise GatewayError(
+                        f"gateway job {job['id']} {final['state']}: {final.get('error')}", kind="failed"
+                    )
                 for offset, (circuit, item) in enumerate(zip(chunk, final["result"]["results"], strict=True)):
                     results[start + offset] = to_distribution(circuit, item["counts"], shots)
+                    self.last_jobs[start + offset] = {"job_id": job["id"], "backend": final["backend"]}
             except (GatewayError, ValueError, KeyError) as error:
                 for offset in range(len(chunk)):
                     reasons[start + offset] = " ".join(str(error).split())
+                    if isinstance(error, GatewayError) and error.transient:
+                        transient.add(start + offset)
         if reasons:
-            raise QpuFailures(results, reasons)
+            raise QpuFailures(results, reasons, frozenset(transient))
         return [r for r in results if r is not None]
 
 
+def _tell(events: EventSink | None, job_id: str, state: str = "queued", *, circuits: int) -> None:
+    if events is not None:
+        events({"event": "gateway_job", "job": job_id, "state": state, "circuits": circuits})
+
+
 def qpu_backend(settings: GatewaySettings) -> QpuBackend:
-    """Return a QPU backend for the given gateway, or fail saying what is missing."""
+    """Return a QPU backend for the given gateway, or fail naming the flag that is missing or wrong."""
     if settings.url is None:
-        raise BackendUnavailable(
-            "qpu backend: no QPU gateway configured; pass --gateway-url and --gateway-token-file, "
-            "or use --policy cpu (or gpu) to run every subexperiment on a simulator"
+        raise InputError(
+            "--gateway-url",
+            "the qpu backend needs a QPU gateway; pass --gateway-url and --gateway-token-file, "
+            "or use --policy cpu (or gpu) to run every subexperiment on a simulator",
         )
     if settings.token_file is None:
-        raise BackendUnavailable("qpu backend: the gateway needs a bearer token; pass --gateway-token-file")
+        raise InputError("--gateway-token-file", "the QPU gateway needs a bearer token file")
     if not settings.token_file.is_file():
-        raise BackendUnavailable(f"qpu backend: gateway token file {settings.token_file} does not exist")
+        raise InputError("--gateway-token-file", f"{settings.token_file}: cannot read (No such file)")
     return QpuBackend(settings.url, settings.token_file, settings)

@@ -15,7 +15,8 @@ from qhybrid import __version__
 from qhybrid.cli.gateway import gateway_app
 from qhybrid.cli.ops import drift, gameday, preflight
 from qhybrid.cli.platform import platform_app
-from qhybrid.cli.run import run_app
+from qhybrid.cli.run import plan, run_app
+from qhybrid.cli.runs import runs_app, status
 from qhybrid.cli.step import step_app
 from qhybrid.cli.terminal import run_command
 from qhybrid.cli.workflow import workflow_app
@@ -29,6 +30,9 @@ app.add_typer(step_app, name="step")
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(platform_app, name="platform")
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(runs_app, name="runs")
+app.command("plan")(plan)
+app.command("status")(status)
 app.command("gameday")(gameday)
 app.command("drift")(drift)
 app.command("preflight")(preflight)

@@ -10,10 +10,12 @@ import gc
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from qhybrid.backends import GatewaySettings
+from qhybrid.cli.options import gateway_client_options
 from qhybrid.cli.terminal import fail
 
 gateway_app = typer.Typer(no_args_is_help=True, help="The QPU gateway service and its client tokens.")
@@ -157,3 +159,69 @@ def new_token_command(
     token = new_token()
     write_token_file(out, token)
     print(f"- name: {name}\n  token_sha256: {hash_token(token)}")
+
+
+def _client(gateway: GatewaySettings) -> Any:
+    """Return a gateway client for the settings, or fail naming the missing flag."""
+    from qhybrid.gateway.client import GatewayClient
+
+    if gateway.url is None:
+        raise fail("--gateway-url: not given (or set QHYBRID_GATEWAY_URL)")
+    if gateway.token_file is None:
+        raise fail("--gateway-token-file: not given (or set QHYBRID_GATEWAY_TOKEN_FILE)")
+    return GatewayClient(gateway.url, gateway.token_file, max_attempts=3)
+
+
+@gateway_app.command("jobs")
+@gateway_client_options
+def jobs_command(
+    gateway: GatewaySettings,
+    state: Annotated[
+        str | None,
+        typer.Option(help="Only jobs in this state: queued, running, succeeded, failed, cancelled."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Jobs per page.")] = 50,
+    all_pages: Annotated[bool, typer.Option("--all", help="Follow every page.")] = False,
+) -> None:
+    """List your own jobs at the gateway, newest first."""
+    from qhybrid.gateway.client import GatewayError
+
+    client = _client(gateway)
+    after = None
+    rows = []
+    try:
+        while True:
+            page = client.jobs(state=state, limit=limit, after=after)
+            rows += page["jobs"]
+            after = page["next"]
+            if not all_pages or after is None:
+                break
+    except GatewayError as error:
+        raise fail(f"--gateway-url: {error}") from None
+    finally:
+        client.close()
+    for job in rows:
+        typer.echo(
+            f"{job['id']}  {job['state']:<9}  {job['backend']:<14}  {job['num_circuits']:>4} circuits  "
+            f"{job['shots']:>6} shots  {job['job_key']}"
+        )
+    if after is not None and not all_pages:
+        typer.echo(f"(more: --all, or {len(rows)} shown)")
+
+
+@gateway_app.command("cancel")
+@gateway_client_options
+def cancel_command(
+    gateway: GatewaySettings, job_id: Annotated[str, typer.Argument(help="The job to cancel.")]
+) -> None:
+    """Cancel one of your queued jobs at the gateway."""
+    from qhybrid.gateway.client import GatewayError
+
+    client = _client(gateway)
+    try:
+        job = client.cancel(job_id)
+    except GatewayError as error:
+        raise fail(f"JOB_ID: {error}") from None
+    finally:
+        client.close()
+    typer.echo(f"{job['id']} {job['state']}")

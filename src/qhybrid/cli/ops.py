@@ -12,6 +12,11 @@ from qhybrid.cli.options import ClusterAccess, StackChoice, cluster_options, sta
 from qhybrid.cli.terminal import user_errors
 
 
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def gameday(
     out: Annotated[Path, typer.Option(help="Report directory (must not hold earlier results).")] = Path(
         "runs/gameday"
@@ -30,7 +35,7 @@ def gameday(
     from qhybrid.ops.gameday import SUMMARY_TEXT_FILE, passed, run_gameday
 
     with user_errors():
-        rows = run_gameday(out, only)
+        rows = run_gameday(out, only, say=_say)
     sys.stdout.write((out / SUMMARY_TEXT_FILE).read_text(encoding="utf-8"))
     sys.stdout.write(f"report          {out}\n")
     if not all(passed(row) for row in rows):

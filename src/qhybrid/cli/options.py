@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from qhybrid.backends.qpu import DEFAULT_JOB_TIMEOUT_S, DEFAULT_MAX_ATTEMPTS, GatewaySettings
+from qhybrid.backends.qpu import (
+    DEFAULT_FAILOVER,
+    DEFAULT_JOB_TIMEOUT_S,
+    DEFAULT_MAX_ATTEMPTS,
+    GatewaySettings,
+)
 from qhybrid.cli.terminal import user_errors
 from qhybrid.spec import PROBLEM_FLAGS, ProblemFlag, ProblemFlags
 
@@ -75,6 +80,18 @@ GATEWAY_OPTIONS: dict[str, tuple[Any, Any]] = {
     ),
     "gateway_job_timeout": _gateway_option(
         float, DEFAULT_JOB_TIMEOUT_S, "job-timeout", "Seconds to wait for one gateway job."
+    ),
+    "failover": (
+        Annotated[
+            str,
+            typer.Option(
+                envvar="QHYBRID_FAILOVER",
+                help="When qpu subexperiments may move to the policy's simulator: never | transient "
+                "(unreachable, overloaded, timed out) | always.",
+                rich_help_panel=_GATEWAY_PANEL,
+            ),
+        ],
+        DEFAULT_FAILOVER,
     ),
 }  # fmt: skip
 STACK_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -183,9 +200,20 @@ def gateway_options(command: Command) -> Command:
             backend=values["gateway_backend"],
             max_attempts=values["gateway_max_attempts"],
             job_timeout_s=values["gateway_job_timeout"],
+            failover=values["failover"],
         )
 
     return _with_parameters(command, "gateway", GATEWAY_OPTIONS, build)
+
+
+def gateway_client_options(command: Command) -> Command:
+    """Give ``command`` --gateway-url and --gateway-token-file; it receives ``gateway: GatewaySettings``."""
+    extra = {name: GATEWAY_OPTIONS[name] for name in ("gateway_url", "gateway_token_file")}
+
+    def build(values: dict[str, Any]) -> GatewaySettings:
+        return GatewaySettings(url=values["gateway_url"], token_file=values["gateway_token_file"])
+
+    return _with_parameters(command, "gateway", extra, build)
 
 
 def stack_options(command: Command) -> Command:

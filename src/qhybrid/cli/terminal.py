@@ -13,22 +13,33 @@ from typing import Any
 
 import typer
 
-from qhybrid.errors import QhybridError
+from qhybrid.errors import QhybridError, RunFailed
 
+# The exit codes the README documents. A script can tell "fix your input" (2) from
+# "the run broke, resume it" (1) from "the run finished, but not where it was meant to" (3).
+EXIT_RUN_FAILED = 1
 EXIT_USER_ERROR = 2
+EXIT_FAILED_OVER = 3
 
 
-def fail(message: str) -> typer.Exit:
-    """Print ``qhybrid: error: MESSAGE`` (on one line) and return the Exit to raise."""
+def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
+    """Print ``qhybrid: error: MESSAGE`` (on one line) and return the Exit (code 2 unless told) to raise."""
     sys.stderr.write(f"qhybrid: error: {' '.join(message.split())}\n")
-    return typer.Exit(EXIT_USER_ERROR)
+    return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """Print ``qhybrid: warning: MESSAGE`` on one line."""
+    sys.stderr.write(f"qhybrid: warning: {' '.join(message.split())}\n")
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a QhybridError into one unwrapped line on stderr and exit code 2."""
+    """Turn a QhybridError into one unwrapped line on stderr: exit 1 for a failed run, else 2."""
     try:
         yield
+    except RunFailed as error:
+        raise fail(str(error), EXIT_RUN_FAILED) from None
     except QhybridError as error:
         raise fail(str(error)) from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -60,8 +60,6 @@ def replay_command(
     ] = None,
 ) -> None:
     """Run a rendered workflow's step containers here, in its DAG order, and print the summary."""
-    import yaml
-
     from qhybrid import atomic
     from qhybrid.pipeline.rundir import RunDir
     from qhybrid.workflow.replay import replay
@@ -70,7 +68,7 @@ def replay_command(
         if file is None:
             workflow = target.render(problem)
         else:
-            workflow = yaml.safe_load(file.read_text(encoding="utf-8"))
+            workflow = read_workflow_file(file)
         # Each pod's args go to this same command line (the root command), in this process.
         done = replay(workflow, root, runner=functools.partial(run_command, ctx.find_root().command))
         report = atomic.read_json(RunDir(done.run_dir).report_file)
@@ -110,15 +108,39 @@ def check_command(
     file: Annotated[Path, typer.Option(help="A Workflow YAML, e.g. one rendered and then edited.")],
 ) -> None:
     """Run the structural checks on a Workflow file; exit 1 listing each problem."""
-    import yaml
-
     from qhybrid.workflow.checks import check_workflow
 
     with user_errors():
-        workflow = yaml.safe_load(file.read_text(encoding="utf-8"))
+        workflow = read_workflow_file(file)
         problems = check_workflow(workflow, stack.load())
     for problem in problems:
         sys.stderr.write(f"{file}: {problem}\n")
     if problems:
         raise typer.Exit(1)
     print(f"{file}: no problems")
+
+
+def read_workflow_file(path: Path) -> dict[str, Any]:
+    """Read a Workflow YAML file, or fail in one line naming --file and what is wrong."""
+    import yaml
+
+    from qhybrid.errors import InputError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("--file", f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(
+            "--file", f"{path}: cannot read ({getattr(error, 'strerror', None) or error})"
+        ) from None
+    try:
+        workflow = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise InputError("--file", f"{path}: not valid YAML: {problem}{where}") from None
+    if not isinstance(workflow, dict):
+        raise InputError("--file", f"{path}: not a Workflow (the file holds no YAML mapping)")
+    return workflow

@@ -46,6 +46,8 @@ def load_observable(value: str, num_qubits: int, *, field: str = "--observable")
             value = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise InputError(field, f"cannot read {path}: {error}") from error
+    elif _looks_like_a_path(value):
+        raise InputError(field, f"{value}: no such file (and not a Pauli sum)")
     observable = parse_pauli_sum(value, field=field)
     if observable.num_qubits != num_qubits:
         raise InputError(
@@ -61,3 +63,11 @@ def format_pauli_sum(observable: SparsePauliOp) -> str:
     for label, coeff in observable.to_list():
         parts.append(f"{float(coeff.real)!r}*{label}")
     return " + ".join(parts).replace("+ -", "- ")
+
+
+def _looks_like_a_path(value: str) -> bool:
+    """Return whether ``value`` was meant as a file: one word with a slash or a file extension."""
+    word = value.strip()
+    if not word or any(ch.isspace() for ch in word) or any(ch in word for ch in "*+"):
+        return False
+    return "/" in word or bool(re.fullmatch(r"[^.]+\.[A-Za-z][A-Za-z0-9]*", word))

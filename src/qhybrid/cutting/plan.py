@@ -7,7 +7,7 @@ its coefficients. It is plain JSON plus QPY circuits, readable by any pod.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +104,46 @@ def generate_subexperiments(
     are built once and the same circuit object is listed at each of their
     positions. On the reference workload that builds 250 circuits instead of 432.
     """
+    gate_ids, _ = _get_mapping_ids_by_partition(dict(subcircuits))
+    built: dict[tuple[Any, ...], QuantumCircuit] = {}
+    experiments: dict[str, list[QuantumCircuit]] = {str(label): [] for label in subcircuits}
+    coefficients: list[tuple[float, Any]] = []
+    for coefficient, weight_type, positions in walk_qpd(subcircuits, subobservables):
+        coefficients.append((coefficient, weight_type))
+        for label, group, local_ids, key in positions:
+            if key not in built:
+                built[key] = build_subexperiment(subcircuits[label], group, gate_ids[label], local_ids)
+            experiments[str(label)].append(built[key])
+    return experiments, coefficients
+
+
+def count_subexperiments(
+    subcircuits: Mapping[str, QuantumCircuit], subobservables: Mapping[str, PauliList]
+) -> tuple[int, int]:
+    """Return (subexperiments, distinct ones) of the full QPD without building a circuit.
+
+    Distinct means distinct local operations per partition and observable group: the
+    circuits :func:`generate_subexperiments` builds. The plan's content deduplication
+    may merge a few more (equal circuits from different operations), never fewer.
+    """
+    total, keys = 0, set[tuple[Any, ...]]()
+    for _coefficient, _weight_type, positions in walk_qpd(subcircuits, subobservables):
+        total += len(positions)
+        keys.update(key for _label, _group, _ids, key in positions)
+    return total, len(keys)
+
+
+QpdPosition = tuple[str, CommutingObservableGroup, tuple[int, ...], tuple[Any, ...]]
+
+
+def walk_qpd(
+    subcircuits: Mapping[str, QuantumCircuit], subobservables: Mapping[str, PauliList]
+) -> Iterator[tuple[float, Any, list[QpdPosition]]]:
+    """Yield each QPD sample in upstream's order: its coefficient, weight type and subexperiments.
+
+    Each subexperiment is (partition label, observable group, local map ids, key); equal
+    keys mean equal circuits (the same local operations at every cut).
+    """
     gate_ids, map_positions = _get_mapping_ids_by_partition(dict(subcircuits))
     bases = _get_bases_by_partition(dict(subcircuits), gate_ids)
     groups = {label: ObservableCollection(subobservables[label]).groups for label in subcircuits}
@@ -112,21 +152,15 @@ def generate_subexperiments(
     total = sum(redundancy for redundancy, _ in samples.values())
     # Upstream's order: descending frequency (a stable sort, so ties keep insertion order).
     ordered = sorted(samples.items(), key=lambda item: item[1][0], reverse=True)
-    built: dict[tuple[Any, ...], QuantumCircuit] = {}
-    experiments: dict[str, list[QuantumCircuit]] = {str(label): [] for label in subcircuits}
-    coefficients: list[tuple[float, Any]] = []
     for map_ids, (redundancy, weight_type) in ordered:
         actual = np.prod([basis.coeffs[map_id] for basis, map_id in zip(bases, map_ids, strict=True)])
-        coefficients.append(((redundancy / total) * (kappa * np.sign(actual)), weight_type))
+        positions = []
         for label, subcircuit in subcircuits.items():
             local_ids = tuple(map_ids[j] for j in map_positions[label])
             local_ops = _local_operations(subcircuit, gate_ids[label], local_ids)
             for group_index, group in enumerate(groups[label]):
-                key = (label, group_index, local_ops)
-                if key not in built:
-                    built[key] = _build_subexperiment(subcircuit, group, gate_ids[label], local_ids)
-                experiments[str(label)].append(built[key])
-    return experiments, coefficients
+                positions.append((label, group, local_ids, (label, group_index, local_ops)))
+        yield (redundancy / total) * (kappa * np.sign(actual)), weight_type, positions
 
 
 def _local_operations(
@@ -141,7 +175,7 @@ def _local_operations(
     return tuple(result)
 
 
-def _build_subexperiment(
+def build_subexperiment(
     subcircuit: QuantumCircuit,
     group: CommutingObservableGroup,
     gate_ids: Sequence[Sequence[int]],

@@ -48,6 +48,13 @@ POLICIES: dict[str, WidthPolicy] = {
         ),
         WidthPolicy(name="gpu", description="everything on the GPU simulator", rules=((None, "gpu"),)),
         WidthPolicy(
+            name="qpu",
+            description="everything on the QPU through the gateway; what keeps failing for a transient "
+            "reason fails over to the CPU (see --failover)",
+            rules=((None, "qpu"),),
+            failover=(("qpu", "cpu"),),
+        ),
+        WidthPolicy(
             name="width",
             description="the paper's toy policy: <=5 qubits on the QPU, <=20 on CPU, wider on GPU; "
             "QPU subexperiments whose gateway calls keep failing fail over to the CPU",

@@ -8,7 +8,8 @@ described by :class:`qhybrid.spec.RunSpec`; this module knows nothing of it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,14 @@ from qiskit_addon_cutting import (
     partition_problem,
 )
 
+from qhybrid.cutting.prepare import prepare_for_cutting
 from qhybrid.cutting.qasm_guard import QasmTooCostly, check_qasm_cost
 from qhybrid.errors import InputError
 
 # Widest circuit whose exact statevector (2**26 amplitudes, 1 GiB) we compute for comparison.
 EXACT_REFERENCE_MAX_QUBITS = 26
-# Beyond this many QPD terms the full (unsampled) decomposition is too large to run.
+# Beyond this many QPD terms (the product over cuts of each cut's term count) the full,
+# unsampled decomposition is refused unless --max-qpd-terms raises the limit.
 MAX_QPD_TERMS = 200_000
 
 
@@ -42,11 +45,36 @@ class CuttingProblem:
     subcircuits: dict[str, QuantumCircuit]
     subobservables: dict[str, Any]  # label -> PauliList
     bases: list[Any]  # one QPDBasis per cut
+    # What was done to the circuit before cutting (barriers removed, gates decomposed).
+    preprocessing: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_cuts(self) -> int:
         """Return the number of cut gates and wires."""
         return len(self.bases)
+
+    def cut_descriptions(self) -> list[dict[str, Any]]:
+        """Return each cut: its kind (gate or wire), the gate cut, the partitions joined, its overhead."""
+        found: dict[int, dict[str, Any]] = {}
+        for label, subcircuit in self.subcircuits.items():
+            for instruction in subcircuit.data:
+                match = re.fullmatch(r"cut_(.+)_(\d+)", instruction.operation.label or "")
+                if match is None or "qpd" not in instruction.operation.name:
+                    continue
+                cut = found.setdefault(
+                    int(match.group(2)),
+                    {
+                        "gate": match.group(1),
+                        "partitions": [],
+                        "overhead": instruction.operation.basis.overhead,
+                    },
+                )
+                if label not in cut["partitions"]:
+                    cut["partitions"].append(label)
+        return [
+            {"index": index, "kind": "wire" if cut["gate"] == "move" else "gate", **cut}
+            for index, cut in sorted(found.items())
+        ]
 
     @property
     def sampling_overhead(self) -> float:
@@ -81,12 +109,19 @@ def parse_qasm(text: str, *, source: str = "<qasm>") -> QuantumCircuit:
             else qasm2.loads(text, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
         )
     except Exception as error:  # the parsers raise several unrelated types
+        construct = _CONTROL_FLOW.search(text)
+        if construct is not None:
+            raise InputError("--circuit", _control_flow_message(source, construct.group(1))) from None
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError("--circuit", f"cannot parse {source} as OpenQASM {version}: {first_line}") from error
     circuit.remove_final_measurements(inplace=True)
     for instruction in circuit.data:
         name = instruction.operation.name
-        if name in ("measure", "reset") or getattr(instruction.operation, "blocks", None):
+        if getattr(instruction.operation, "blocks", None):
+            raise InputError(
+                "--circuit", _control_flow_message(source, name.removesuffix("_loop").split("_")[0])
+            )
+        if name in ("measure", "reset"):
             raise InputError("--circuit", f"{source} has a mid-circuit {name!r}; give a unitary circuit")
     if circuit.parameters:
         raise InputError(
@@ -97,6 +132,16 @@ def parse_qasm(text: str, *, source: str = "<qasm>") -> QuantumCircuit:
     return circuit
 
 
+_CONTROL_FLOW = re.compile(r"^\s*(for|while|if|switch)\b", re.MULTILINE)
+
+
+def _control_flow_message(source: str, construct: str) -> str:
+    return (
+        f"{source} uses an OpenQASM {construct!r} statement; cutting takes a plain sequence of gates, "
+        "so unroll it (write out each iteration or branch)"
+    )
+
+
 def build_problem(
     circuit: QuantumCircuit,
     observable: SparsePauliOp,
@@ -104,13 +149,17 @@ def build_problem(
     partition: str | None,
     max_width: int | None,
     seed: int,
+    max_qpd_terms: int = MAX_QPD_TERMS,
 ) -> CuttingProblem:
     """Partition ``circuit`` by explicit labels, or by automatic cut finding under ``max_width``.
 
-    ``seed`` drives the cut finder's search; explicit labels use no randomness.
+    ``seed`` drives the cut finder's search; explicit labels use no randomness. Barriers
+    are dropped and gates the cutter cannot take (3+ qubits, custom) are decomposed first:
+    see :func:`prepare_for_cutting`. Partitions are labelled A, B, C, ... either way.
     """
     if any(abs(c.imag) > 0 for c in observable.coeffs):
         raise InputError("--observable", "coefficients must be real")
+    circuit, preprocessing = prepare_for_cutting(circuit)
     paulis = observable.paulis
     if partition is not None:
         if len(partition) != circuit.num_qubits:
@@ -125,19 +174,35 @@ def build_problem(
     else:
         if max_width is None:
             raise InputError("--partition", "give --partition LABELS or --max-width N")
-        problem = _find_cuts_problem(circuit, paulis, max_width, seed)
-    subcircuits = {str(label): sub for label, sub in problem.subcircuits.items()}
-    subobservables = {str(label): obs for label, obs in problem.subobservables.items()}
+        problem = _find_cuts_problem(circuit, paulis, max_width, seed, max_qpd_terms)
+    subcircuits = {_letter(label): sub for label, sub in problem.subcircuits.items()}
+    subobservables = {_letter(label): obs for label, obs in problem.subobservables.items()}
     terms = math.prod(len(basis.maps) for basis in problem.bases)
-    if terms > MAX_QPD_TERMS:
+    if terms > max_qpd_terms:
         raise InputError(
-            "--partition" if partition is not None else "--max-width",
-            f"{len(problem.bases)} cuts give {terms} QPD terms (limit {MAX_QPD_TERMS}); cut fewer gates",
+            "--max-qpd-terms",
+            f"{_cuts(len(problem.bases))} give {terms} QPD terms, over the limit of {max_qpd_terms}; "
+            "cut fewer gates or raise --max-qpd-terms",
         )
-    return CuttingProblem(circuit, observable, subcircuits, subobservables, list(problem.bases))
+    return CuttingProblem(
+        circuit, observable, subcircuits, subobservables, list(problem.bases), preprocessing
+    )
 
 
-def _find_cuts_problem(circuit: QuantumCircuit, paulis: Any, max_width: int, seed: int) -> Any:
+def _letter(label: Any) -> str:
+    """Return a partition's label: the cut finder numbers partitions 0, 1, ...; people write A, B, ..."""
+    if isinstance(label, int) and 0 <= label < 26:
+        return chr(ord("A") + label)
+    return str(label)
+
+
+def _cuts(count: int) -> str:
+    return f"{count} cut" if count == 1 else f"{count} cuts"
+
+
+def _find_cuts_problem(
+    circuit: QuantumCircuit, paulis: Any, max_width: int, seed: int, max_qpd_terms: int
+) -> Any:
     if max_width >= circuit.num_qubits:
         raise InputError(
             "--max-width",
@@ -158,10 +223,11 @@ def _find_cuts_problem(circuit: QuantumCircuit, paulis: Any, max_width: int, see
     if widest > max_width:
         raise InputError("--max-width", f"no cut meets a width of {max_width} (widest piece: {widest})")
     terms = math.prod(len(basis.maps) for basis in problem.bases)
-    if terms > MAX_QPD_TERMS:
+    if terms > max_qpd_terms:
         raise InputError(
-            "--max-width",
-            f"no cut meets a width of {max_width} within {MAX_QPD_TERMS} QPD terms "
-            f"(the best found needs {len(problem.bases)} cuts, {terms:.3g} terms)",
+            "--max-qpd-terms",
+            f"no cut meets a width of {max_width} within {max_qpd_terms} QPD terms "
+            f"(the best found needs {_cuts(len(problem.bases))}, {terms:.3g} terms); "
+            "raise --max-qpd-terms or --max-width",
         )
     return problem

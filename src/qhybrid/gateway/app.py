@@ -22,9 +22,9 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -42,6 +42,7 @@ __all__ = ["Gateway", "build_gateway", "create_app"]
 
 log = logging.getLogger("qhybrid.gateway")
 MAX_WAIT_SECONDS = 60.0
+MAX_PAGE = 200  # jobs per page of GET /v1/jobs
 
 
 def _public(status: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +195,22 @@ def create_app(gateway: Gateway) -> FastAPI:
                 _public(status), status_code=202, headers={"Location": f"/v1/jobs/{status['id']}"}
             )
         return JSONResponse(_public(status), status_code=200)
+
+    @app.get("/v1/jobs")
+    async def list_jobs(
+        request: Request,
+        state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        after: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> dict[str, Any]:
+        """List the caller's own jobs, newest first; ``next`` is the ``after`` of the next page."""
+        jobs = await run_in_threadpool(
+            gateway.store.client_jobs, client_of(request).name, state=state, limit=limit, before=after
+        )
+        return {
+            "jobs": [_public(job) for job in jobs],
+            "next": jobs[-1]["id"] if len(jobs) == limit else None,
+        }
 
     @app.get("/v1/jobs/{job_id}")
     async def job_status(request: Request, job_id: str) -> dict[str, Any]:

@@ -22,13 +22,30 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 507})
 
 
 class GatewayError(Exception):
-    """A gateway call failed for good; the message says why and never holds the token."""
+    """A gateway call failed for good; the message says why and never holds the token.
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        """Record the message, HTTP status and error code (when the gateway answered)."""
+    ``kind`` sorts the cause: ``unreachable`` (no connection after every attempt),
+    ``overloaded`` (429/5xx/507 after every attempt), ``timeout`` (a job did not end in
+    time), ``refused`` (a 4xx answer: token, budget, request), ``failed`` (the job ended
+    failed or cancelled) and ``token`` (the token file cannot be read). The first three
+    are transient: the same call may succeed later.
+    """
+
+    TRANSIENT_KINDS = frozenset({"unreachable", "overloaded", "timeout"})
+
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, kind: str = "refused"
+    ) -> None:
+        """Record the message, HTTP status and error code (when the gateway answered), and the kind."""
         super().__init__(message)
         self.status = status
         self.code = code
+        self.kind = kind
+
+    @property
+    def transient(self) -> bool:
+        """Return whether the same call may succeed later (a failover may take it meanwhile)."""
+        return self.kind in self.TRANSIENT_KINDS
 
 
 class GatewayClient:
@@ -71,13 +88,19 @@ class GatewayClient:
             info = os.stat(self.token_file)
         except OSError as error:
             raise GatewayError(
-                f"gateway token file {self.token_file}: cannot read ({error.strerror})"
+                f"gateway token file {self.token_file}: cannot read ({error.strerror})", kind="token"
             ) from None
         stamp = (info.st_ino, info.st_mtime_ns)
         if self._token is None or self._token[0] != stamp:
-            token = self.token_file.read_text(encoding="utf-8").strip()
+            try:
+                token = self.token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or "not UTF-8 text"
+                raise GatewayError(
+                    f"gateway token file {self.token_file}: cannot read ({reason})", kind="token"
+                ) from None
             if not token:
-                raise GatewayError(f"gateway token file {self.token_file}: empty")
+                raise GatewayError(f"gateway token file {self.token_file}: empty", kind="token")
             self._token = (stamp, token)
         return f"Bearer {self._token[1]}"
 
@@ -93,7 +116,7 @@ class GatewayClient:
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send a request, retrying transient failures; return the final non-retryable response."""
-        problem = ""
+        problem, kind = "", "unreachable"
         for attempt in range(self.max_attempts):
             retry_after = None
             try:
@@ -102,6 +125,7 @@ class GatewayClient:
                 )
             except httpx.TransportError as error:
                 problem = f"cannot reach the gateway at {self.url} ({type(error).__name__})"
+                kind = "unreachable"
             else:
                 if response.status_code not in RETRYABLE_STATUS:
                     if response.status_code >= 400:
@@ -109,10 +133,13 @@ class GatewayClient:
                     return response
                 retry_after = response.headers.get("Retry-After")
                 problem = f"gateway answered {response.status_code} ({_detail(response)})"
+                kind = "overloaded"
             if attempt + 1 < self.max_attempts:
                 self.retries += 1
                 self._sleep(self.backoff(attempt, retry_after))
-        raise GatewayError(f"{method} {path}: gave up after {self.max_attempts} attempts: {problem}")
+        raise GatewayError(
+            f"{method} {path}: gave up after {self.max_attempts} attempts: {problem}", kind=kind
+        )
 
     def backends(self) -> dict[str, Any]:
         """Return the gateway's backends and limits."""
@@ -136,21 +163,48 @@ class GatewayClient:
             body["backend"] = backend
         return self.request("POST", "/v1/jobs", json=body).json()
 
-    def wait(self, job_id: str, *, poll_seconds: float = 20.0) -> dict[str, Any]:
-        """Long-poll until the job ends; return its final record (state succeeded, failed or cancelled)."""
+    def wait(
+        self,
+        job_id: str,
+        *,
+        poll_seconds: float = 20.0,
+        on_state: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Long-poll until the job ends; return its final record (state succeeded, failed or cancelled).
+
+        ``on_state`` hears the job's state after every poll (for progress displays).
+        """
         deadline = time.monotonic() + self.job_timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise GatewayError(f"job {job_id}: not finished after {self.job_timeout:.0f} s")
+                raise GatewayError(
+                    f"job {job_id}: not finished after {self.job_timeout:.0f} s", kind="timeout"
+                )
             response = self.request(
                 "GET",
                 f"/v1/jobs/{job_id}/result",
                 params={"wait": min(poll_seconds, left)},
                 timeout=min(poll_seconds, left) + 30,
             )
+            record = response.json()
+            if on_state is not None:
+                on_state(str(record.get("state")))
             if response.status_code == 200:
-                return response.json()
+                return dict(record)
+
+    def jobs(self, *, state: str | None = None, limit: int = 50, after: str | None = None) -> dict[str, Any]:
+        """Return one page of this client's own jobs, newest first: ``{"jobs": [...], "next": ...}``."""
+        params: dict[str, Any] = {"limit": limit}
+        if state is not None:
+            params["state"] = state
+        if after is not None:
+            params["after"] = after
+        return dict(self.request("GET", "/v1/jobs", params=params).json())
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a queued job of this client; return its record."""
+        return dict(self.request("DELETE", f"/v1/jobs/{job_id}").json())
 
 
 def _detail(response: httpx.Response) -> str:
@@ -171,4 +225,5 @@ def _error_from(method: str, path: str, response: httpx.Response) -> GatewayErro
         f"{method} {path}: gateway refused with {response.status_code} ({_detail(response)})",
         status=response.status_code,
         code=code,
+        kind="refused",
     )

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qhybrid.gateway.store_errors import BudgetExceeded, KeyConflict, QueueFull, StorageFull
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -62,6 +64,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
 CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS budgets (client TEXT PRIMARY KEY, shots_reserved INTEGER NOT NULL);
 """
+__all__ = ["BudgetExceeded", "JobStore", "KeyConflict", "NewJob", "QueueFull", "StorageFull"]
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
 _STATUS_COLUMNS = (
@@ -82,32 +85,6 @@ class NewJob:
     seeds: list[int]
     format: str
     payload: bytes
-
-
-class BudgetExceeded(Exception):
-    """The job would take the client over its shot budget."""
-
-    def __init__(self, client: str, used: int, budget: int, cost: int) -> None:
-        """Record the figures the error message names."""
-        super().__init__(client, used, budget, cost)
-        self.client, self.used, self.budget, self.cost = client, used, budget, cost
-
-
-class KeyConflict(Exception):
-    """The job key was used before for a different request."""
-
-    def __init__(self, job_id: str) -> None:
-        """Record the existing job."""
-        super().__init__(job_id)
-        self.job_id = job_id
-
-
-class QueueFull(Exception):
-    """The admission bound is reached."""
-
-
-class StorageFull(Exception):
-    """SQLite could not write for lack of space (or an I/O error); nothing of the write was kept."""
 
 
 # SQLite's primary result codes for "no space" and "I/O error" (the low byte of an extended code).
@@ -353,6 +330,20 @@ class JobStore:
         """Return (id, backend) of jobs in ``state``, oldest first."""
         rows = self._reader().execute("SELECT id, backend FROM jobs WHERE state = ? ORDER BY seq", (state,))
         return [(row["id"], row["backend"]) for row in rows]
+
+    def client_jobs(
+        self, client: str, *, state: str | None, limit: int, before: str | None
+    ) -> list[dict[str, Any]]:
+        """Return up to ``limit`` of ``client``'s jobs, newest first, older than job ``before`` if given."""
+        sql = f"SELECT {_STATUS_COLUMNS} FROM jobs WHERE client = ?"
+        params: list[Any] = [client]
+        if state is not None:
+            sql, params = sql + " AND state = ?", [*params, state]
+        if before is not None:
+            sql += " AND seq < (SELECT seq FROM jobs WHERE id = ? AND client = ?)"
+            params += [before, client]
+        rows = self._reader().execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit))
+        return [dict(row) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """Return the number of jobs in each state."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -193,9 +194,15 @@ def plot_timeline(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def run_gameday(
-    out: Path, only: list[str] | None = None, directory: Path | None = None
+    out: Path,
+    only: list[str] | None = None,
+    directory: Path | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the local experiments in sequence and write the report into ``out``; return the rows."""
+    """Run the local experiments in sequence and write the report into ``out``; return the rows.
+
+    ``say`` hears one line as each experiment starts and one as it ends.
+    """
     try:
         import chaoslib  # noqa: F401
         import qhybrid_chaos  # noqa: F401
@@ -206,8 +213,18 @@ def run_gameday(
     paths = local_experiments(only, directory)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for path in paths:
+    for number, path in enumerate(paths, 1):
+        if say:
+            say(f"[{number}/{len(paths)}] {path.stem}: started")
         rows.append(run_one(path, out))
+        if say:
+            row = rows[-1]
+            verdict = "passed" if passed(row) else "FAILED"
+            say(
+                f"[{number}/{len(paths)}] {path.stem}: {verdict} in {row['seconds']:.1f} s "
+                f"({row['faults_injected']} faults, {row['recoveries']} recoveries, "
+                f"{row['results_lost']} lost, {row['results_duplicated']} duplicated)"
+            )
     atomic.write_json(out / SUMMARY_JSON_FILE, {"passed": all(passed(r) for r in rows), "experiments": rows})
     atomic.write_text(out / SUMMARY_TEXT_FILE, summary_table(rows))
     plot_timeline(rows, out / TIMELINE_FILE)

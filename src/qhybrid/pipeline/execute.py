@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from qhybrid.backends import GatewaySettings, OutcomeDistribution, QpuFailures, get_backend
+from qhybrid.backends import EventSink, GatewaySettings, OutcomeDistribution, QpuFailures, get_backend
 from qhybrid.cutting.policies import get_policy
-from qhybrid.errors import BackendUnavailable, InputError
+from qhybrid.errors import BackendUnavailable, InputError, RunFailed
 from qhybrid.pipeline.rundir import RunDir
 
 
@@ -24,13 +24,16 @@ def execute(
     backend: str | None = None,
     *,
     gateway: GatewaySettings | None = None,
+    events: EventSink | None = None,
 ) -> dict[str, Any]:
     """Run unique subexperiments [start, stop) and write their distributions.
 
     With ``backend``, run only those of [start, stop) that the plan puts on that
     backend (one batch of a workflow branch) into their own file, so branches whose
     ids interleave never write the same file. ``gateway`` is where the qpu backend
-    runs. Returns timings: ``simulation_seconds`` is time inside backends only.
+    runs, and its ``failover`` mode says what may move to the policy's fallback when the
+    gateway fails (otherwise :class:`RunFailed`). ``events`` hears a remote backend's
+    progress. Returns timings: ``simulation_seconds`` is time inside backends only.
     """
     wall_started = time.perf_counter()
     run = run_dir.generated()
@@ -52,16 +55,26 @@ def execute(
     simulation_seconds: dict[str, float] = {}
     descriptions: dict[str, dict[str, str]] = {}
 
+    gateway_jobs: list[dict[str, Any]] = []
+    settings = gateway or GatewaySettings()
+
     def run_on(name: str, positions: list[int]) -> list[OutcomeDistribution]:
         backend = get_backend(name, gateway)
         sim_started = time.perf_counter()
         try:
             return backend.run(
-                [circuits[i] for i in positions], shots=shots, seeds=[entries[i].seed for i in positions]
+                [circuits[i] for i in positions],
+                shots=shots,
+                seeds=[entries[i].seed for i in positions],
+                events=events,
             )
         finally:
             simulation_seconds[name] = simulation_seconds.get(name, 0.0) + time.perf_counter() - sim_started
             descriptions[name] = backend.description()
+            # Which gateway job ran each subexperiment, so QPU usage can be matched to runs.
+            for position, job in zip(positions, getattr(backend, "last_jobs", ()), strict=False):
+                if job is not None:
+                    gateway_jobs.append({"subexperiment": ids[position], **job})
 
     for backend_name in sorted({e.backend for e in entries}):
         positions = [i for i, e in enumerate(entries) if e.backend == backend_name]
@@ -69,17 +82,30 @@ def execute(
         try:
             distributions: list[OutcomeDistribution | None] = list(run_on(backend_name, positions))
         except (QpuFailures, BackendUnavailable) as failure:
-            if fallback is None:
-                raise
-            # Per the policy, what the backend could not run goes to the fallback simulator
-            # with the same seeds; the report lists each such subexperiment and the reason.
+            if fallback is None and isinstance(failure, BackendUnavailable):
+                raise  # a simulator that cannot run here: a configuration error
             if isinstance(failure, QpuFailures):
-                distributions, reasons = list(failure.results), failure.reasons
+                distributions, reasons, transient = list(failure.results), failure.reasons, failure.transient
             else:
                 distributions, reasons = (
                     [None] * len(positions),
                     dict.fromkeys(range(len(positions)), str(failure)),
                 )
+                transient = frozenset()
+            kept = [k for k in sorted(reasons) if not settings.allows_failover(k in transient)]
+            if fallback is None or kept:
+                # Not allowed to move (policy or --failover): the run stops; the files of
+                # ranges already done stay, and the gateway's job keys make --resume reuse
+                # the jobs that did finish rather than pay for them twice.
+                first = reasons[kept[0] if kept else min(reasons)]
+                why = "its policy has no failover" if fallback is None else f"--failover {settings.failover}"
+                raise RunFailed(
+                    f"{backend_name} backend: {len(reasons)} of {len(positions)} subexperiments of "
+                    f"[{start}, {stop}) failed ({first}) and {why} keeps them from moving; "
+                    f"finished results are kept: --resume {run_dir.root}"
+                ) from None
+            # Per the policy, what the backend could not run goes to the fallback simulator
+            # with the same seeds; the report lists each such subexperiment and the reason.
             failed = sorted(reasons)
             for k, distribution in zip(failed, run_on(fallback, [positions[k] for k in failed]), strict=True):
                 distributions[k] = distribution
@@ -90,6 +116,7 @@ def execute(
                         "from": backend_name,
                         "to": fallback,
                         "reason": reasons[k],
+                        "transient": k in transient,
                     }
                 )
         for i, outcome in zip(positions, distributions, strict=True):
@@ -104,6 +131,7 @@ def execute(
         "backend_descriptions": descriptions,
         "simulation_seconds": simulation_seconds,
         "failovers": failovers,
+        "gateway_jobs": sorted(gateway_jobs, key=lambda job: job["subexperiment"]),
     }
     run_dir.write_results(start, stop, backend, done, meta)
     return {

@@ -8,26 +8,30 @@ and idempotent: running it again on a generated directory changes nothing.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
-from qiskit import qasm3
+from qiskit import QuantumCircuit, qasm3
 
 from qhybrid import atomic
-from qhybrid.backends import SIMULATOR_BACKENDS, GatewaySettings, get_backend
+from qhybrid.backends import SIMULATOR_BACKENDS, GatewaySettings
+from qhybrid.backends import check_backends as check_backend_configs
 from qhybrid.cutting.fingerprint import circuit_fingerprint, observable_fingerprint
 from qhybrid.cutting.observables import format_pauli_sum
-from qhybrid.cutting.plan import build_plan, generate_subexperiments
+from qhybrid.cutting.plan import CuttingPlan, build_plan, generate_subexperiments
 from qhybrid.cutting.policies import get_policy
+from qhybrid.cutting.problem import CuttingProblem
 from qhybrid.errors import InputError, RunDirError
 from qhybrid.pipeline.rundir import SHARD_SIZE, RunDir, write_shards
 from qhybrid.provenance import environment
 from qhybrid.spec import RunSpec, problem_of
 
 
-def claim_run_dir(run_dir: RunDir, spec: RunSpec) -> bool:
+def claim_run_dir(run_dir: RunDir, spec: RunSpec, *, label: str | None = None) -> bool:
     """Make ``run_dir`` hold ``spec``; return True when it already did (a resume).
 
-    Refuses a directory holding another run, or any non-empty directory that holds no run.
+    Refuses a directory holding another run, or any non-empty directory that holds no
+    run. ``label`` is the person's name for the run, kept in run.json for ``runs list``.
     """
     root = run_dir.root
     if run_dir.spec_file.is_file():
@@ -42,7 +46,13 @@ def claim_run_dir(run_dir: RunDir, spec: RunSpec) -> bool:
         raise RunDirError(f"{root}: exists and is not an empty directory; choose another --out")
     atomic.write_json(
         run_dir.spec_file,
-        {"spec": spec.to_json(), "spec_hash": spec.spec_hash(), "created_with": environment()},
+        {
+            "spec": spec.to_json(),
+            "spec_hash": spec.spec_hash(),
+            "label": label,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created_with": environment(),
+        },
     )
     return False
 
@@ -53,6 +63,8 @@ def generate(
     *,
     check_backends: bool = True,
     gateway: GatewaySettings | None = None,
+    write_circuits: bool = True,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Partition, generate and deduplicate subexperiments; write shards and the manifest.
 
@@ -60,22 +72,16 @@ def generate(
     so a bad input leaves no directory behind. ``check_backends=False`` skips only the
     availability check, for a workflow whose generate pod is not where the backends
     run (each branch's pod checks its own backend when it starts). ``gateway`` is
-    where the qpu backend would run, for that check.
+    where the qpu backend would run, for that check (one cheap call to the gateway).
+    ``write_circuits=False`` writes no QPY shards: only for a run that executes in this
+    process, which holds the circuits (a resume rebuilds them: :func:`regenerate_circuits`).
     """
     if run_dir.manifest_file.is_file():
         claim_run_dir(run_dir, spec)  # checks that it is this run
         return run_dir.generated().manifest
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    problem = problem_of(spec)
-    subexperiments, coefficients = generate_subexperiments(problem.subcircuits, problem.subobservables)
-    plan, circuits = build_plan(
-        subexperiments,
-        coefficients,
-        problem.subobservables,
-        policy=get_policy(spec.policy),
-        run_seed=spec.seed,
-    )
+    problem, plan, circuits = _plan_of(spec)
     backends = plan.backend_counts()
     if spec.mode == "exact" and set(backends) - SIMULATOR_BACKENDS:
         raise InputError(
@@ -83,14 +89,14 @@ def generate(
             f"exact mode needs simulators, but policy {spec.policy!r} sends "
             f"{backends.get('qpu', 0)} subexperiments to the QPU; use --mode sampled",
         )
-    for name in backends if check_backends else ():
-        get_backend(name, gateway)  # fails now, before any file, if a backend cannot run here
+    if check_backends:  # fails now, before any file, if a backend cannot run as configured
+        check_backend_configs(list(backends), gateway)
     timings["generate"] = time.perf_counter() - started
 
-    claim_run_dir(run_dir, spec)
+    claim_run_dir(run_dir, spec, label=label)
     write_started = time.perf_counter()
     atomic.write_text(run_dir.circuit_file, qasm3.dumps(problem.circuit))
-    shard_hashes = write_shards(run_dir, circuits)
+    shard_hashes = write_shards(run_dir, circuits) if write_circuits else []
     timings["write_subexperiments"] = time.perf_counter() - write_started
     manifest = {
         "problem": {
@@ -102,6 +108,8 @@ def generate(
             "observable_paulis": [p.to_label() for p in problem.observable.paulis],
             "partition_widths": {label: c.num_qubits for label, c in problem.subcircuits.items()},
             "num_cuts": problem.num_cuts,
+            "cuts": problem.cut_descriptions(),
+            "preprocessing": problem.preprocessing,
             "sampling_overhead": problem.sampling_overhead,
         },
         "counts": {
@@ -111,6 +119,7 @@ def generate(
             "by_backend": backends,
         },
         "shard_size": SHARD_SIZE,
+        "shards_written": write_circuits,
         # Checked when a shard is read: a damaged or swapped file fails loudly.
         "shard_sha256": shard_hashes,
         "plan": plan.to_json(),
@@ -121,3 +130,30 @@ def generate(
     # just written; worker processes and pods read the shards.
     run_dir.generated().hold_circuits(circuits)
     return manifest
+
+
+def _plan_of(spec: RunSpec) -> tuple[CuttingProblem, CuttingPlan, list[QuantumCircuit]]:
+    """Partition the spec's problem and build its deduplicated plan and unique circuits."""
+    problem = problem_of(spec)
+    subexperiments, coefficients = generate_subexperiments(problem.subcircuits, problem.subobservables)
+    plan, circuits = build_plan(
+        subexperiments,
+        coefficients,
+        problem.subobservables,
+        policy=get_policy(spec.policy),
+        run_seed=spec.seed,
+    )
+    return problem, plan, circuits
+
+
+def regenerate_circuits(run_dir: RunDir) -> None:
+    """Rebuild the unique circuits of a run generated without shards, checking them against its plan.
+
+    Generation is deterministic (same spec, same seed), so the rebuilt circuits are the
+    ones the plan names; their fingerprints are checked one by one all the same.
+    """
+    run = run_dir.generated()
+    _, plan, circuits = _plan_of(run.spec)
+    if [u.fingerprint for u in plan.unique] != [u.fingerprint for u in run.plan.unique]:
+        raise RunDirError(f"{run_dir.root}: rebuilt subexperiments differ from the plan; generate again")
+    run.hold_circuits(circuits)

@@ -16,6 +16,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qhybrid import atomic
 from qhybrid.backends import OutcomeDistribution
 from qhybrid.cutting.exact import exact_term_values
+from qhybrid.cutting.prepare import prepare_for_cutting
 from qhybrid.cutting.problem import EXACT_REFERENCE_MAX_QUBITS, parse_qasm
 from qhybrid.cutting.reconstruct import reconstruct
 from qhybrid.errors import RunDirError
@@ -29,9 +30,11 @@ def collect_distributions(run_dir: RunDir, total: int) -> tuple[list[OutcomeDist
     backends: list[str | None] = [None] * total
     descriptions: dict[str, Any] = {}
     failovers: list[dict[str, Any]] = []
+    gateway_jobs: list[dict[str, Any]] = []
     for start, stop, backend in run_dir.result_files():
         distributions, meta = run_dir.read_results(start, stop, backend)
         failovers += [f for f in meta["failovers"] if f["subexperiment"] < total]
+        gateway_jobs += [j for j in meta.get("gateway_jobs", []) if j["subexperiment"] < total]
         for name, seconds in meta["simulation_seconds"].items():
             simulation_seconds[name] = simulation_seconds.get(name, 0.0) + seconds
         descriptions.update(meta["backend_descriptions"])
@@ -51,6 +54,7 @@ def collect_distributions(run_dir: RunDir, total: int) -> tuple[list[OutcomeDist
         "backend_descriptions": descriptions,
         "backends": backends,
         "failovers": sorted(failovers, key=lambda f: f["subexperiment"]),
+        "gateway_jobs": sorted(gateway_jobs, key=lambda j: j["subexperiment"]),
     }
 
 
@@ -68,6 +72,9 @@ def exact_reference(run_dir: RunDir) -> dict[str, Any]:
         return {"computed": False, "reason": f"{num_qubits} qubits > {EXACT_REFERENCE_MAX_QUBITS}"}
     started = time.perf_counter()
     circuit = parse_qasm(run_dir.circuit_file.read_text(encoding="utf-8"), source=str(run_dir.circuit_file))
+    # OpenQASM 3 has no rzz (and other) standard gates: they come back as custom gates, which
+    # the statevector simulator cannot run, so they are named standard again (same matrix).
+    circuit, _ = prepare_for_cutting(circuit)
     coeffs = np.asarray(problem["observable_coeffs"], dtype=np.float64)
     observable = SparsePauliOp(problem["observable_paulis"], coeffs)
     term_values = exact_term_values(circuit, observable)

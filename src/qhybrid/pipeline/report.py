@@ -8,16 +8,26 @@ from typing import Any
 import numpy as np
 
 from qhybrid import atomic
+from qhybrid.errors import InputError
+from qhybrid.pipeline.report_schema import SCHEMA_VERSION, check_report
 from qhybrid.pipeline.rundir import RunDir
 from qhybrid.provenance import environment
 
-_MAX_PLOTTED_TERMS = 60
+# terms.png draws at most this many terms, the largest contributions.
+_MAX_PLOTTED_TERMS = 40
 
 
 def build_report(run_dir: RunDir, *, timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Write report.json, summary.txt and terms.png; return the report."""
+    run_dir.read_spec()  # a directory holding no run fails here, in one line
     spec = atomic.read_json(run_dir.spec_file)
     manifest = run_dir.generated().manifest
+    if not run_dir.reconstruction_file.is_file():
+        raise InputError(
+            "--run-dir",
+            f"{run_dir.root}: reconstruct has not finished (no {run_dir.reconstruction_file.name}); "
+            f"run qhybrid step reconstruct --run-dir {run_dir.root} first",
+        )
     reconstruction = atomic.read_json(run_dir.reconstruction_file)
     execution = reconstruction["execution"]
     step_timings = {**manifest["timings"], **reconstruction["timings"]}
@@ -26,6 +36,7 @@ def build_report(run_dir: RunDir, *, timings: dict[str, float] | None = None) ->
     step_timings["simulation"] = sum(execution["simulation_seconds"].values())
     step_timings.update(timings or {})
     report = {
+        "schema_version": SCHEMA_VERSION,
         "estimate": reconstruction["estimate"],
         "standard_error": reconstruction["standard_error"],
         "exact": reconstruction["exact"].get("value"),
@@ -56,6 +67,8 @@ def build_report(run_dir: RunDir, *, timings: dict[str, float] | None = None) ->
             "backend_per_subexperiment": execution["backends"],
             # Subexperiments the policy moved off a failing backend, each with the reason.
             "failovers": execution.get("failovers", []),
+            # The gateway job and backend behind every subexperiment the QPU branch ran.
+            "gateway_jobs": execution.get("gateway_jobs", []),
             "environment": environment(),
             "generated_with": spec["created_with"],
         },
@@ -64,6 +77,7 @@ def build_report(run_dir: RunDir, *, timings: dict[str, float] | None = None) ->
     qpu = _qpu_section(report)
     if qpu is not None:
         report["qpu"] = qpu
+    check_report(report)  # a report that breaks its documented schema is a bug: fail before writing
     atomic.write_json(run_dir.report_file, report)
     atomic.write_text(run_dir.summary_file, summary_text(report))
     _plot_terms(run_dir, report)
@@ -152,38 +166,81 @@ def summary_text(report: dict[str, Any]) -> str:
 
 
 def _plot_terms(run_dir: RunDir, report: dict[str, Any]) -> None:
+    """Draw terms.png: each term's contribution (coefficient x value) as a horizontal bar, and its residual.
+
+    Terms are ordered by the size of their contribution, largest on top; past
+    _MAX_PLOTTED_TERMS only the largest are drawn and the title says how many. The right
+    panel is the residual against the exact value: in standard errors in sampled mode,
+    as an absolute error (log scale) in exact mode.
+    """
     import io
 
     # A bare Figure on the Agg canvas: no pyplot state, no GUI backend lookup.
     from matplotlib.figure import Figure
 
-    terms = report["terms"][:_MAX_PLOTTED_TERMS]
-    positions = np.arange(len(terms))
-    figure = Figure(figsize=(max(6.0, 0.4 * len(terms) + 2), 4))
-    axis = figure.add_subplot()
-    axis.bar(
-        positions - 0.2,
-        [t["value"] for t in terms],
-        width=0.4,
+    sampled = report["provenance"]["mode"] == "sampled"
+    terms = sorted(report["terms"], key=lambda t: abs(t["coeff"] * t["value"]), reverse=True)
+    shown = terms[:_MAX_PLOTTED_TERMS]
+    rows = np.arange(len(shown))[::-1]  # the largest contribution on top
+    contributions = np.asarray([t["coeff"] * t["value"] for t in shown])
+    figure = Figure(figsize=(11, 1.6 + 0.28 * len(shown)))
+    bars, residual = figure.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 1.4]})
+    bars.barh(
+        rows,
+        contributions,
+        xerr=[abs(t["coeff"]) * t["standard_error"] for t in shown] if sampled else None,
+        color="#4c72b0",
         label="reconstructed",
-        yerr=[t["standard_error"] for t in terms],
     )
-    if report["exact"] is not None:
-        axis.bar(positions + 0.2, [t["exact"] for t in terms], width=0.4, label="exact")
-    axis.set_xticks(positions, [t["pauli"] for t in terms], rotation=90, fontsize=7, family="monospace")
-    axis.set_ylabel("<P>")
-    shown = (
-        f" (first {_MAX_PLOTTED_TERMS} of {len(report['terms'])})"
-        if len(report["terms"]) > len(terms)
-        else ""
+    has_exact = report["exact"] is not None
+    if has_exact:
+        bars.scatter(
+            [t["coeff"] * t["exact"] for t in shown],
+            rows,
+            marker="|",
+            s=160,
+            color="black",
+            label="exact",
+            zorder=3,
+        )
+    labels = [f"{t['pauli']}  c={t['coeff']:+.3g}" for t in shown]
+    bars.set_yticks(rows, labels, fontsize=7, family="monospace")
+    bars.axvline(0, color="grey", linewidth=0.6)
+    bars.set_xlabel("contribution  c * <P>")
+    bars.legend(loc="lower right", fontsize=7)
+    if has_exact and sampled:
+        values = [
+            (t["value"] - t["exact"]) / t["standard_error"] if t["standard_error"] else 0.0 for t in shown
+        ]
+        residual.barh(rows, values, color="#dd8452")
+        for bound in (-2, 2):
+            residual.axvline(bound, color="grey", linestyle="--", linewidth=0.6)
+        residual.set_xlabel("(estimate - exact) / SE")
+    elif has_exact:
+        errors = [max(abs(t["value"] - t["exact"]), 1e-18) for t in shown]
+        residual.barh(rows, errors, color="#dd8452")
+        residual.set_xscale("log")
+        residual.set_xlabel("|estimate - exact|")
+    else:
+        residual.text(0.5, 0.5, "no exact value", ha="center", va="center", transform=residual.transAxes)
+    total = f"estimate {report['estimate']:+.6f}"
+    if sampled:
+        total += f" +/- {report['standard_error']:.2g}"
+    if has_exact:
+        total += f"   exact {report['exact']:+.6f}   error {report['error']:+.2e}"
+    subset = (
+        f"the {len(shown)} largest of {len(terms)} terms"
+        if len(terms) > len(shown)
+        else f"all {len(terms)} terms"
     )
-    axis.set_title(f"Per-term expectation values{shown}, {report['provenance']['mode']} mode")
-    axis.legend()
-    # Fixed margins instead of tight_layout, which draws the whole figure an extra time;
-    # the bottom margin fits rotated Pauli labels up to ~40 characters at 7 pt.
-    label_inches = 0.08 * max(len(t["pauli"]) for t in terms) + 0.3
-    figure.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=min(0.6, label_inches / 4))
-    figure.set_figheight(4 + max(0.0, label_inches - 1.2))
+    figure.suptitle(f"{total}\n{subset}, {report['provenance']['mode']} mode", fontsize=9)
+    figure.subplots_adjust(
+        left=0.3,
+        right=0.98,
+        top=1 - 0.75 / figure.get_figheight(),
+        bottom=0.55 / figure.get_figheight(),
+        wspace=0.05,
+    )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     atomic.write_bytes(run_dir.terms_plot_file, buffer.getvalue())

@@ -243,6 +243,11 @@ class GeneratedRun:
         for uid in ids:
             shard = uid // SHARD_SIZE
             if shard not in self.shards:
+                if not self.manifest.get("shards_written", True):
+                    raise RunDirError(
+                        f"{self.run_dir.root}: was generated without QPY shards (--no-shards), "
+                        "so only the local runner can execute it: --resume it"
+                    )
                 path = self.run_dir.shard_file(shard)
                 if not path.is_file():
                     raise RunDirError(f"{path}: missing; rerun generate")

@@ -8,25 +8,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from qhybrid import atomic
-from qhybrid.backends import GatewaySettings
-from qhybrid.errors import InputError, QhybridError
+from qhybrid.backends import GatewaySettings, check_backends
+from qhybrid.errors import InputError, QhybridError, RunFailed
 from qhybrid.pipeline.execute import execute
-from qhybrid.pipeline.generate import generate
+from qhybrid.pipeline.generate import claim_run_dir, generate, regenerate_circuits
+from qhybrid.pipeline.progress import ExecuteProgress
 from qhybrid.pipeline.reconstruct import reconstruct_run
 from qhybrid.pipeline.report import build_report
 from qhybrid.pipeline.rundir import RunDir, pending_ranges
@@ -36,7 +29,6 @@ from qhybrid.spec import RunSpec
 # small enough that a resumed run loses little and two workers stay balanced.
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_WORKERS = 1
-RangeDone = Callable[[dict[str, Any]], None]
 
 
 def run_local(
@@ -47,51 +39,54 @@ def run_local(
     batch_size: int = DEFAULT_BATCH_SIZE,
     console: Console | None = None,
     gateway: GatewaySettings | None = None,
+    progress: bool = True,
+    keep_shards: bool = True,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Run every step for ``spec`` in ``out``, resuming whatever is already done there.
 
-    ``gateway`` says where the qpu backend finds the QPU gateway (policies that use it).
+    ``gateway`` says where the qpu backend finds the QPU gateway (policies that use it)
+    and what may fail over. ``progress`` draws bars on a terminal. ``keep_shards=False``
+    writes no QPY shards (one in-process worker only; a resume rebuilds the circuits).
+    A finished run is not run again: its report, with the original timings, is returned.
     """
     if workers < 1:
         raise InputError("--workers", f"must be at least 1, got {workers}")
     if batch_size < 1:
         raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
+    if not keep_shards and workers > 1:
+        raise InputError("--no-shards", "worker processes read the circuits from the shards; use --workers 1")
     console = console or Console(stderr=True)
     run_dir = RunDir(out)
+    if run_dir.report_file.is_file():
+        claim_run_dir(run_dir, spec)  # it must be this run
+        atomic.remove_stale_temporaries(run_dir.root)  # what a killed writer left, as on any resume
+        return dict(atomic.read_json(run_dir.report_file))
     wall_started = time.perf_counter()
-    with console.status("generating subexperiments"):
-        manifest = generate(run_dir, spec, gateway=gateway)
+    with console.status("generating subexperiments") if progress else nullcontext():
+        manifest = generate(run_dir, spec, gateway=gateway, write_circuits=keep_shards, label=label)
     # generate has checked that the directory holds this run; a killed earlier attempt may
     # have left temporary files behind, which no step reads: clear them.
     atomic.remove_stale_temporaries(run_dir.root)
     total = manifest["counts"]["unique"]
     # Result files of workflow branches (one backend's ids of a range) count as done too.
     backends = [entry["backend"] for entry in manifest["plan"]["unique"]]
-    todo = pending_ranges(run_dir.done_ranges(backends), total, batch_size)
-    remaining = sum(stop - start for start, stop in todo)
+    done = run_dir.done_ranges(backends)
+    todo = pending_ranges(done, total, batch_size)
+    pending_backends = {backends[uid] for start, stop in todo for uid in range(start, stop)}
+    # A resumed run checks its backends again: a token may have expired meanwhile.
+    check_backends(sorted(pending_backends), gateway)
+    if todo and not manifest.get("shards_written", True):
+        regenerate_circuits(run_dir)
     execute_started = time.perf_counter()
-    with Progress(
-        TextColumn("executing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("unique subexperiments"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("execute", total=total, completed=total - remaining)
-
-        def advance(reply: dict[str, Any]) -> None:
-            progress.advance(task, reply["stop"] - reply["start"])
-
+    with ExecuteProgress(backends, done, console, enabled=progress) as bars:
         if workers == 1 or len(todo) <= 1:
             for start, stop in todo:
-                advance(execute(run_dir, start, stop, gateway=gateway))
+                bars.range_done(execute(run_dir, start, stop, gateway=gateway, events=bars.event))
         else:
-            _execute_in_pool(run_dir, todo, workers, advance, gateway or GatewaySettings())
+            _execute_in_pool(run_dir, todo, workers, bars, gateway or GatewaySettings())
     execute_seconds = time.perf_counter() - execute_started
-    with console.status("reconstructing"):
+    with console.status("reconstructing") if progress else nullcontext():
         reconstruct_run(run_dir)
     return build_report(
         run_dir,
@@ -103,14 +98,18 @@ def run_local(
 
 
 def _execute_in_pool(
-    run_dir: RunDir, todo: list[tuple[int, int]], workers: int, done: RangeDone, gateway: GatewaySettings
+    run_dir: RunDir,
+    todo: list[tuple[int, int]],
+    workers: int,
+    bars: ExecuteProgress,
+    gateway: GatewaySettings,
 ) -> None:
     """Feed ranges to worker processes; stop at the first failure, leaving finished files in place."""
     settings = gateway.to_json()
     ranges: queue.Queue[tuple[int, int]] = queue.Queue()
     for item in todo:
         ranges.put(item)
-    failures: list[str] = []
+    failures: list[dict[str, Any]] = []
     lock = threading.Lock()
 
     def drive(process: subprocess.Popen[str]) -> None:
@@ -122,16 +121,21 @@ def _execute_in_pool(
                 return
             process.stdin.write(json.dumps({"start": start, "stop": stop, "gateway": settings}) + "\n")
             process.stdin.flush()
-            line = process.stdout.readline()
-            if not line:
-                failures.append(f"a worker exited (code {process.wait()}) while executing [{start}, {stop})")
-                return
-            reply = json.loads(line)
+            while True:
+                line = process.stdout.readline()
+                if not line:
+                    exited = f"a worker exited (code {process.wait()}) while executing [{start}, {stop})"
+                    failures.append({"error": exited, "run_failed": True})
+                    return
+                reply = json.loads(line)
+                if "event" not in reply:
+                    break
+                bars.event(reply)
             if "error" in reply:
-                failures.append(reply["error"])
+                failures.append(reply)
                 return
             with lock:
-                done(reply)
+                bars.range_done(reply)
 
     processes = [
         subprocess.Popen(
@@ -158,4 +162,10 @@ def _execute_in_pool(
             except subprocess.TimeoutExpired:
                 process.kill()
     if failures:
-        raise QhybridError(f"{failures[0]}; finished results are kept: --resume {run_dir.root}")
+        first = failures[0]
+        if not first.get("run_failed"):
+            raise QhybridError(first["error"])  # bad input or configuration: exit 2
+        message = first["error"]
+        if "--resume" not in message:
+            message += f"; finished results are kept: --resume {run_dir.root}"
+        raise RunFailed(message)

@@ -15,12 +15,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from qhybrid.errors import QhybridError
+from qhybrid.errors import InputError, QhybridError
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "workflows"
 DONE_PHASES = ("Succeeded", "Failed", "Error")
@@ -70,9 +71,13 @@ def custom_objects_api(kubeconfig: str | None = None, context: str | None = None
     """Return a CustomObjectsApi from a kubeconfig (or the in-cluster service account)."""
     from kubernetes import client, config
 
+    if kubeconfig is not None and not Path(kubeconfig).is_file():
+        raise InputError("--kubeconfig", f"{kubeconfig}: no such file")
     try:
         config.load_kube_config(config_file=kubeconfig, context=context)
     except config.ConfigException:
+        if kubeconfig is not None:
+            raise InputError("--kubeconfig", f"{kubeconfig}: not a usable kubeconfig") from None
         try:
             config.load_incluster_config()
         except config.ConfigException as error:
@@ -82,9 +87,27 @@ def custom_objects_api(kubeconfig: str | None = None, context: str | None = None
 
 def create(api: Any, workflow: Mapping[str, Any]) -> str:
     """Create the Workflow; return its name (generated from generateName)."""
+    from urllib3.exceptions import HTTPError
+
     namespace = workflow["metadata"]["namespace"]
-    created = api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dict(workflow))
+    try:
+        created = api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dict(workflow))
+    except HTTPError as error:  # no answer at all; an answer with an error status is an ApiException
+        host = getattr(getattr(api, "api_client", None), "configuration", None)
+        where = getattr(host, "host", "the API server")
+        reason = getattr(error, "reason", None) or error
+        raise InputError(
+            "--kubeconfig", f"cannot reach the API server at {where}: {_first_words(reason)}"
+        ) from None
     return str(created["metadata"]["name"])
+
+
+def _first_words(reason: object) -> str:
+    """Return an urllib3 failure's cause without its object reprs ("[Errno 111] Connection refused")."""
+    text = str(reason)
+    if "] " in text and "[Errno" in text:
+        return text[text.index("[Errno") :].split(")")[0].split("'")[0].strip(' "')
+    return text.splitlines()[0][:200]
 
 
 def follow(
