@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,8 +159,6 @@ def default_run_dir(spec: RunSpec, root: Path = Path("runs")) -> Path:
 
 def check_writable(out: Path) -> None:
     """Fail, creating nothing, when ``out`` cannot be created or written."""
-    import os
-
     existing = out
     while not existing.exists():
         if existing.parent == existing:
@@ -167,16 +167,10 @@ def check_writable(out: Path) -> None:
     if not existing.is_dir():
         raise InputError("--out", f"cannot write {out}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        import errno
-
-        code = errno.EROFS if _read_only(existing) else errno.EACCES
-        raise InputError("--out", f"cannot write {out}: {os.strerror(code)}")
-
-
-def _read_only(path: Path) -> bool:
-    import os
-
-    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+        raise InputError(
+            "--out", f"cannot write {out}: {os.strerror(errno.EROFS if read_only else errno.EACCES)}"
+        )
 
 
 def json_summary(report: dict[str, Any], run_dir: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ its coefficients. It is plain JSON plus QPY circuits, readable by any pod.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +104,7 @@ def generate_subexperiments(
     are built once and the same circuit object is listed at each of their
     positions. On the reference workload that builds 250 circuits instead of 432.
     """
-    gate_ids, _ = _get_mapping_ids_by_partition(dict(subcircuits))
+    build = subexperiment_builder(subcircuits)
     built: dict[tuple[Any, ...], QuantumCircuit] = {}
     experiments: dict[str, list[QuantumCircuit]] = {str(label): [] for label in subcircuits}
     coefficients: list[tuple[float, Any]] = []
@@ -112,9 +112,21 @@ def generate_subexperiments(
         coefficients.append((coefficient, weight_type))
         for label, group, local_ids, key in positions:
             if key not in built:
-                built[key] = build_subexperiment(subcircuits[label], group, gate_ids[label], local_ids)
+                built[key] = build(label, group, local_ids)
             experiments[str(label)].append(built[key])
     return experiments, coefficients
+
+
+def subexperiment_builder(
+    subcircuits: Mapping[str, QuantumCircuit],
+) -> Callable[[str, CommutingObservableGroup, tuple[int, ...]], QuantumCircuit]:
+    """Return ``build(label, group, local_ids)``: the subexperiment at one :func:`walk_qpd` position."""
+    gate_ids, _ = _get_mapping_ids_by_partition(dict(subcircuits))
+
+    def build(label: str, group: CommutingObservableGroup, local_ids: tuple[int, ...]) -> QuantumCircuit:
+        return _build_subexperiment(subcircuits[label], group, gate_ids[label], local_ids)
+
+    return build
 
 
 def count_subexperiments(
@@ -175,7 +187,7 @@ def _local_operations(
     return tuple(result)
 
 
-def build_subexperiment(
+def _build_subexperiment(
     subcircuit: QuantumCircuit,
     group: CommutingObservableGroup,
     gate_ids: Sequence[Sequence[int]],

@@ -19,7 +19,7 @@ from qiskit import qpy
 
 from qhybrid.backends import SIMULATOR_BACKENDS, get_backend
 from qhybrid.cutting.fingerprint import circuit_fingerprint, derive_seed
-from qhybrid.cutting.plan import build_subexperiment, count_subexperiments, walk_qpd
+from qhybrid.cutting.plan import count_subexperiments, subexperiment_builder, walk_qpd
 from qhybrid.cutting.policies import get_policy
 from qhybrid.spec import RunSpec, problem_of
 
@@ -83,9 +83,7 @@ def preview(spec: RunSpec, *, workers: int = 1) -> dict[str, Any]:
 
 def _calibrate(spec: RunSpec, problem: Any, distinct: int) -> dict[str, Any]:
     """Build, fingerprint, serialise and simulate a spread sample of the distinct subexperiments."""
-    from qiskit_addon_cutting.cutting_experiments import _get_mapping_ids_by_partition
-
-    gate_ids, _ = _get_mapping_ids_by_partition(dict(problem.subcircuits))
+    build = subexperiment_builder(problem.subcircuits)
     step = max(1, distinct // CALIBRATION_SAMPLE)
     chosen: list[tuple[str, Any, tuple[int, ...]]] = []
     seen: set[Any] = set()
@@ -101,10 +99,7 @@ def _calibrate(spec: RunSpec, problem: Any, distinct: int) -> dict[str, Any]:
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     tracemalloc.start()
     began = time.perf_counter()
-    circuits = [
-        build_subexperiment(problem.subcircuits[label], group, gate_ids[label], ids)
-        for label, group, ids in chosen
-    ]
+    circuits = [build(label, group, ids) for label, group, ids in chosen]
     build_s = time.perf_counter() - began
     memory = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()

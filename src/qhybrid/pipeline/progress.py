@@ -87,8 +87,3 @@ class ExecuteProgress:
             done = sum(count for state, count in states.items() if state in _DONE_STATES)
             line = f"gateway jobs: {states['queued']} queued, {states['running']} running, {done} done"
             self._progress.update(self._tasks["qpu"], jobs=line)
-
-    def job_states(self) -> dict[str, str]:
-        """Return the last state seen of every gateway job (for tests and summaries)."""
-        with self._lock:
-            return dict(self._jobs)
