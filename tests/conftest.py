@@ -13,6 +13,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_result_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """CLI runs in tests use a result cache of their own, never the user's ~/.cache/qhybrid."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 def run_cli(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
     """Run ``python -m qhybrid ARGS`` in a fresh process."""
     env = {**os.environ, "PYTHONHASHSEED": "random", "COLUMNS": "200"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import platform
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from qiskit import QuantumCircuit
 from qhybrid.cutting.deferred import defer_measurements, reduce_to_parity
 from qhybrid.cutting.outcomes import OutcomeDistribution
 from qhybrid.errors import BackendUnavailable
+from qhybrid.provenance import cpu_description, package_versions
 
 
 def _aer_simulator(device: str):
@@ -86,6 +88,31 @@ class AerBackend:
             )
         return reduced
 
+    def identity(self) -> dict[str, str]:
+        """Return everything that can change a result's bits: the cache keys results on it.
+
+        The simulator, its method, device and version, NumPy (which folds the QPD bits),
+        qhybrid (which defers measurements), and the CPU's kernel-selecting features.
+        """
+        versions = package_versions()
+        return {
+            **self.description(),
+            "numpy": versions["numpy"],
+            "qiskit": versions["qiskit"],
+            "qhybrid": versions["qhybrid"],
+            "machine": platform.machine(),
+            "cpu_features": cpu_description().rpartition("[")[2].rstrip("]"),
+        }
+
+    def exact_distributions(self, circuits: Sequence[QuantumCircuit]) -> list[OutcomeDistribution]:
+        """Return each circuit's exact distribution over (observable bits | QPD parity)."""
+        if not circuits:
+            return []
+        return [
+            OutcomeDistribution.from_dense(dense, num_bits, None)
+            for dense, num_bits in self.exact_probabilities(circuits)
+        ]
+
     def run(
         self,
         circuits: Sequence[QuantumCircuit],
@@ -96,20 +123,32 @@ class AerBackend:
     ) -> list[OutcomeDistribution]:
         """Run circuits exactly, or draw ``shots`` samples from each exact distribution.
 
-        A simulator runs in this process, so it has no progress events to report.
+        A simulator runs in this process, so it has no progress events to report. The
+        pipeline runs simulators through canonical forms and the cache
+        (:mod:`qhybrid.pipeline.simulate`); this is the plain path (cost calibration).
         """
         if len(seeds) != len(circuits):
             raise ValueError(f"{len(circuits)} circuits but {len(seeds)} seeds")
-        if not circuits:
-            return []
-        distributions = []
-        for (dense, num_bits), seed in zip(self.exact_probabilities(circuits), seeds, strict=True):
-            if shots is None:
-                distributions.append(OutcomeDistribution.from_dense(dense, num_bits, None))
-                continue
-            probabilities = np.clip(dense, 0.0, None)
-            probabilities /= probabilities.sum()
-            rng = np.random.Generator(np.random.PCG64(seed))
-            counts = rng.multinomial(shots, probabilities).astype(np.float64)
-            distributions.append(OutcomeDistribution.from_dense(counts, num_bits, shots))
-        return distributions
+        exact = self.exact_distributions(circuits)
+        if shots is None:
+            return exact
+        return [
+            draw_shots(distribution, shots, seed) for distribution, seed in zip(exact, seeds, strict=True)
+        ]
+
+
+def draw_shots(exact: OutcomeDistribution, shots: int, seed: int) -> OutcomeDistribution:
+    """Draw ``shots`` outcomes from an exact distribution with the subexperiment's own seed.
+
+    Drawing shots from the exact distribution is what Aer's own measurement sampling
+    does for a noiseless circuit; a seed per subexperiment (not Aer's seed-plus-position)
+    keeps results independent of batching.
+    """
+    size = 2 << exact.num_observable_bits
+    probabilities = np.zeros(size, dtype=np.float64)
+    probabilities[exact.outcomes.astype(np.intp)] = exact.weights
+    np.clip(probabilities, 0.0, None, out=probabilities)
+    probabilities /= probabilities.sum()
+    rng = np.random.Generator(np.random.PCG64(seed))
+    counts = rng.multinomial(shots, probabilities).astype(np.float64)
+    return OutcomeDistribution.from_dense(counts, exact.num_observable_bits, shots)

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from qhybrid import __version__
+from qhybrid.cli.cache import cache_app
 from qhybrid.cli.gateway import gateway_app
 from qhybrid.cli.ops import drift, gameday, preflight
 from qhybrid.cli.platform import platform_app
@@ -31,6 +32,7 @@ app.add_typer(workflow_app, name="workflow")
 app.add_typer(platform_app, name="platform")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(runs_app, name="runs")
+app.add_typer(cache_app, name="cache")
 app.command("plan")(plan)
 app.command("status")(status)
 app.command("gameday")(gameday)

@@ -26,7 +26,10 @@ from qhybrid.backends.qpu import (
     DEFAULT_MAX_ATTEMPTS,
     GatewaySettings,
 )
+from qhybrid.cache.session import CacheSettings
+from qhybrid.cache.stores import DEFAULT_MAX_BYTES
 from qhybrid.cli.terminal import user_errors
+from qhybrid.errors import InputError
 from qhybrid.spec import PROBLEM_FLAGS, ProblemFlag, ProblemFlags
 
 if TYPE_CHECKING:
@@ -92,6 +95,38 @@ GATEWAY_OPTIONS: dict[str, tuple[Any, Any]] = {
             ),
         ],
         DEFAULT_FAILOVER,
+    ),
+}  # fmt: skip
+_CACHE_PANEL = "Result cache"
+CACHE_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "cache": (
+        Annotated[
+            str | None,
+            typer.Option(
+                envvar="QHYBRID_CACHE",
+                help="Result cache: an LMDB folder, or redis://host:port/db (Redis or Valkey); off: none.",
+                show_default="$XDG_CACHE_HOME/qhybrid/results.lmdb",
+                rich_help_panel=_CACHE_PANEL,
+            ),
+        ],
+        None,
+    ),
+    "no_cache": (
+        Annotated[
+            bool, typer.Option("--no-cache", help="Use no result cache.", rich_help_panel=_CACHE_PANEL)
+        ],
+        False,
+    ),
+    "cache_max_mib": (
+        Annotated[
+            int,
+            typer.Option(
+                envvar="QHYBRID_CACHE_MAX_MIB",
+                help="Size bound of an LMDB cache (MiB): least recently used entries go first.",
+                rich_help_panel=_CACHE_PANEL,
+            ),
+        ],
+        DEFAULT_MAX_BYTES >> 20,
     ),
 }  # fmt: skip
 STACK_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -206,6 +241,23 @@ def gateway_options(command: Command) -> Command:
     return _with_parameters(command, "gateway", GATEWAY_OPTIONS, build)
 
 
+def cache_options(command: Command) -> Command:
+    """Give ``command`` --cache and --no-cache; it receives them as ``cache: CacheSettings``."""
+
+    def build(values: dict[str, Any]) -> CacheSettings:
+        if values["no_cache"]:
+            return CacheSettings(enabled=False)
+        location = values["cache"]
+        if location is not None and location.strip().lower() in ("off", "none", ""):
+            return CacheSettings(enabled=False)
+        max_mib = values["cache_max_mib"]
+        if max_mib < 1:
+            raise InputError("--cache-max-mib", f"must be at least 1, got {max_mib}")
+        return CacheSettings(location=location, max_bytes=max_mib << 20)
+
+    return _with_parameters(command, "cache", CACHE_OPTIONS, build)
+
+
 def gateway_client_options(command: Command) -> Command:
     """Give ``command`` --gateway-url and --gateway-token-file; it receives ``gateway: GatewaySettings``."""
     extra = {name: GATEWAY_OPTIONS[name] for name in ("gateway_url", "gateway_token_file")}
@@ -255,7 +307,6 @@ class WorkflowTarget:
 
     def render(self, problem: ProblemFlags) -> dict[str, Any]:
         """Return the Workflow dict of ``problem`` after the structural checks; problems are a user error."""
-        from qhybrid.errors import InputError
         from qhybrid.spec import spec_from_flags
         from qhybrid.workflow.build import workflow_object
         from qhybrid.workflow.checks import check_workflow

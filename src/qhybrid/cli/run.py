@@ -13,7 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from qhybrid.backends import GatewaySettings
-from qhybrid.cli.options import gateway_options, problem_options
+from qhybrid.cache.session import CacheSettings
+from qhybrid.cli.options import cache_options, gateway_options, problem_options
 from qhybrid.cli.terminal import EXIT_FAILED_OVER, print_report, user_errors, warn
 from qhybrid.errors import InputError
 from qhybrid.pipeline.runner import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
@@ -27,11 +28,13 @@ DEFAULT_MAX_SUBEXPERIMENTS = 20_000
 
 
 @run_app.command("cutting")
+@cache_options
 @gateway_options
 @problem_options
 def run_cutting(
     problem: ProblemFlags,
     gateway: GatewaySettings,
+    cache: CacheSettings,
     workers: Annotated[int, typer.Option(help="Worker processes for the execute step.")] = DEFAULT_WORKERS,
     batch_size: Annotated[
         int, typer.Option(help="Unique subexperiments per execute task.")
@@ -82,6 +85,7 @@ def run_cutting(
             progress=not quiet and not json_output,
             keep_shards=shards,
             label=label,
+            cache=cache,
         )
     if json_output:
         sys.stdout.write(json.dumps(json_summary(report, RunDir(out)), sort_keys=True) + "\n")

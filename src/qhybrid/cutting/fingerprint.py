@@ -44,7 +44,7 @@ def _standard_operations() -> dict[str, type]:
     return {name: type(operation) for name, operation in get_standard_gate_name_mapping().items()}
 
 
-def _operation_token(operation: Instruction) -> str:
+def operation_token(operation: Instruction) -> str:
     """Return what an operation does, as text: its name when that fixes its meaning, else its content.
 
     A standard gate (``cx``, ``ry``, ``measure``, ...) is its name and parameters. Anything
@@ -80,7 +80,7 @@ def _body_tokens(circuit: QuantumCircuit) -> list[str]:
             continue  # barriers change nothing a backend computes
         qubits = ",".join(str(qubit_index[q]) for q in instruction.qubits)
         clbits = ",".join(str(clbit_index[c]) for c in instruction.clbits)
-        tokens.append(f"{_operation_token(operation)}[{qubits}][{clbits}];")
+        tokens.append(f"{operation_token(operation)}[{qubits}][{clbits}];")
     return tokens
 
 
@@ -90,7 +90,7 @@ def circuit_fingerprint(circuit: QuantumCircuit) -> str:
     Floats are hashed by their exact binary value (``float.hex``), so two circuits
     share a fingerprint exactly when a simulator would treat them identically.
     Operations that are not standard gates are hashed by their definition or matrix
-    (see :func:`_operation_token`). Classical register names stay in the hash: the
+    (see :func:`operation_token`). Classical register names stay in the hash: the
     backends read outcomes by register (observable bits, QPD bits), so two circuits
     that differ only there are run differently.
     """

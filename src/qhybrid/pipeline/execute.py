@@ -11,10 +11,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from qiskit import QuantumCircuit
+
 from qhybrid.backends import EventSink, GatewaySettings, OutcomeDistribution, QpuFailures, get_backend
+from qhybrid.backends.aer import AerBackend
+from qhybrid.cache.canonical import CanonicalRef
+from qhybrid.cache.session import OFF, CacheSettings, session_for
 from qhybrid.cutting.policies import get_policy
 from qhybrid.errors import BackendUnavailable, InputError, RunFailed
+from qhybrid.pipeline.generate import regenerate_circuits
 from qhybrid.pipeline.rundir import RunDir
+from qhybrid.pipeline.simulate import simulate
 
 
 def execute(
@@ -25,6 +32,7 @@ def execute(
     *,
     gateway: GatewaySettings | None = None,
     events: EventSink | None = None,
+    cache: CacheSettings = OFF,
 ) -> dict[str, Any]:
     """Run unique subexperiments [start, stop) and write their distributions.
 
@@ -33,7 +41,9 @@ def execute(
     ids interleave never write the same file. ``gateway`` is where the qpu backend
     runs, and its ``failover`` mode says what may move to the policy's fallback when the
     gateway fails (otherwise :class:`RunFailed`). ``events`` hears a remote backend's
-    progress. Returns timings: ``simulation_seconds`` is time inside backends only.
+    progress. Simulators run through canonical forms and ``cache``
+    (:mod:`qhybrid.pipeline.simulate`): the same bits with the cache on or off.
+    Returns timings: ``simulation_seconds`` is time inside backends only.
     """
     wall_started = time.perf_counter()
     run = run_dir.generated()
@@ -45,11 +55,15 @@ def execute(
         raise InputError("--backend", f"no unique subexperiment of [{start}, {stop}) runs on {backend!r}")
     if run_dir.result_file(start, stop, backend).is_file():
         return {"start": start, "stop": stop, "skipped": True, "simulation_seconds": 0.0, "wall_seconds": 0.0}
-    circuits = run.circuits_for(ids)
     entries = [run.plan.unique[uid] for uid in ids]
+    # The plan carries canonical forms when generate had a cache: then only the
+    # subexperiments that must be computed are read (or rebuilt, for a run without shards).
+    planned = run.manifest.get("canonical")
+    refs = None if planned is None else [None if r is None else CanonicalRef.from_json(r) for r in planned]
+    refs = None if refs is None else [refs[uid] for uid in ids]
     shots = run.spec.shots if run.spec.mode == "sampled" else None
     policy = get_policy(run.spec.policy)
-    results: list[OutcomeDistribution | None] = [None] * len(circuits)
+    results: list[OutcomeDistribution | None] = [None] * len(ids)
     ran_on = [e.backend for e in entries]
     failovers: list[dict[str, Any]] = []
     simulation_seconds: dict[str, float] = {}
@@ -57,13 +71,34 @@ def execute(
 
     gateway_jobs: list[dict[str, Any]] = []
     settings = gateway or GatewaySettings()
+    session = session_for(cache)
+    counts_before = session.counts.copy()
+
+    def load(uids: list[int]) -> list[QuantumCircuit]:
+        if uids and not run.manifest.get("shards_written", True) and not run.shards:
+            # Generated without shards (--no-shards, or every result was cached when it was
+            # planned): what must be computed now is rebuilt, deterministically, and checked.
+            regenerate_circuits(run_dir)
+        return run.circuits_for(uids)
 
     def run_on(name: str, positions: list[int]) -> list[OutcomeDistribution]:
         backend = get_backend(name, gateway)
         sim_started = time.perf_counter()
         try:
+            if isinstance(backend, AerBackend):
+                return simulate(
+                    backend,
+                    lambda chosen: load([ids[positions[k]] for k in chosen]),
+                    fingerprints=[entries[i].fingerprint for i in positions],
+                    shots=shots,
+                    seeds=[entries[i].seed for i in positions],
+                    session=session,
+                    run=f"{run_dir.root.name} spec {run.spec.spec_hash()[:12]}",
+                    refs=None if refs is None else [refs[i] for i in positions],
+                )
+            circuits = load([ids[i] for i in positions])
             return backend.run(
-                [circuits[i] for i in positions],
+                circuits,
                 shots=shots,
                 seeds=[entries[i].seed for i in positions],
                 events=events,
@@ -132,6 +167,7 @@ def execute(
         "simulation_seconds": simulation_seconds,
         "failovers": failovers,
         "gateway_jobs": sorted(gateway_jobs, key=lambda job: job["subexperiment"]),
+        "cache": {"store": session.location, **dict(session.counts - counts_before)},
     }
     run_dir.write_results(start, stop, backend, done, meta)
     return {

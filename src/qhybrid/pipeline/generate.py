@@ -16,13 +16,16 @@ from qiskit import QuantumCircuit, qasm3
 from qhybrid import atomic
 from qhybrid.backends import SIMULATOR_BACKENDS, GatewaySettings
 from qhybrid.backends import check_backends as check_backend_configs
+from qhybrid.cache.session import OFF, CacheSettings, session_for
 from qhybrid.cutting.fingerprint import circuit_fingerprint, observable_fingerprint
 from qhybrid.cutting.observables import format_pauli_sum
 from qhybrid.cutting.plan import CuttingPlan, build_plan, generate_subexperiments
 from qhybrid.cutting.policies import get_policy
 from qhybrid.cutting.problem import CuttingProblem
 from qhybrid.errors import InputError, RunDirError
+from qhybrid.pipeline.memo import recall_plan, remember_plan
 from qhybrid.pipeline.rundir import SHARD_SIZE, RunDir, write_shards
+from qhybrid.pipeline.simulate import canonical_refs
 from qhybrid.provenance import environment
 from qhybrid.spec import RunSpec, problem_of
 
@@ -65,6 +68,7 @@ def generate(
     gateway: GatewaySettings | None = None,
     write_circuits: bool = True,
     label: str | None = None,
+    cache: CacheSettings = OFF,
 ) -> dict[str, Any]:
     """Partition, generate and deduplicate subexperiments; write shards and the manifest.
 
@@ -75,12 +79,26 @@ def generate(
     where the qpu backend would run, for that check (one cheap call to the gateway).
     ``write_circuits=False`` writes no QPY shards: only for a run that executes in this
     process, which holds the circuits (a resume rebuilds them: :func:`regenerate_circuits`).
+    With a ``cache``, the manifest carries each subexperiment's canonical form, and a spec
+    whose plan and results are all cached is not partitioned again: its plan is read back
+    and no circuit is built (:mod:`qhybrid.pipeline.memo`).
     """
     if run_dir.manifest_file.is_file():
         claim_run_dir(run_dir, spec)  # checks that it is this run
         return run_dir.generated().manifest
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    session = session_for(cache) if cache.enabled else None
+    memo = recall_plan(session, spec) if session is not None else None
+    if memo is not None:
+        if check_backends:
+            check_backend_configs(list(memo["manifest"]["counts"]["by_backend"]), gateway)
+        claim_run_dir(run_dir, spec, label=label)
+        atomic.write_text(run_dir.circuit_file, memo["circuit_qasm"])
+        timings["generate"] = time.perf_counter() - started
+        remembered = {**memo["manifest"], "shards_written": False, "shard_sha256": [], "timings": timings}
+        atomic.write_json(run_dir.manifest_file, {**remembered, "plan_from_cache": True})
+        return run_dir.generated().manifest
     problem, plan, circuits = _plan_of(spec)
     backends = plan.backend_counts()
     if spec.mode == "exact" and set(backends) - SIMULATOR_BACKENDS:
@@ -95,7 +113,8 @@ def generate(
 
     claim_run_dir(run_dir, spec, label=label)
     write_started = time.perf_counter()
-    atomic.write_text(run_dir.circuit_file, qasm3.dumps(problem.circuit))
+    circuit_qasm = qasm3.dumps(problem.circuit)
+    atomic.write_text(run_dir.circuit_file, circuit_qasm)
     shard_hashes = write_shards(run_dir, circuits) if write_circuits else []
     timings["write_subexperiments"] = time.perf_counter() - write_started
     manifest = {
@@ -125,7 +144,13 @@ def generate(
         "plan": plan.to_json(),
         "timings": timings,
     }
+    if session is not None:
+        canonical_started = time.perf_counter()
+        manifest["canonical"] = [None if r is None else r.to_json() for r in canonical_refs(circuits)]
+        timings["canonical_forms"] = time.perf_counter() - canonical_started
     atomic.write_json(run_dir.manifest_file, manifest)  # last: its presence means "generated"
+    if session is not None:
+        remember_plan(session, spec, manifest, circuit_qasm)
     # An in-process execute then uses these circuits instead of reading back the QPY
     # just written; worker processes and pods read the shards.
     run_dir.generated().hold_circuits(circuits)

@@ -8,6 +8,7 @@ rerun reads ``exact.json`` back.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -15,11 +16,13 @@ from qiskit.quantum_info import SparsePauliOp
 
 from qhybrid import atomic
 from qhybrid.backends import OutcomeDistribution
+from qhybrid.cache.session import OFF, CacheSettings, session_for
 from qhybrid.cutting.exact import exact_term_values
 from qhybrid.cutting.prepare import prepare_for_cutting
 from qhybrid.cutting.problem import EXACT_REFERENCE_MAX_QUBITS, parse_qasm
 from qhybrid.cutting.reconstruct import reconstruct
 from qhybrid.errors import RunDirError
+from qhybrid.pipeline.memo import recall_reference, remember_reference
 from qhybrid.pipeline.rundir import RunDir
 
 
@@ -31,8 +34,14 @@ def collect_distributions(run_dir: RunDir, total: int) -> tuple[list[OutcomeDist
     descriptions: dict[str, Any] = {}
     failovers: list[dict[str, Any]] = []
     gateway_jobs: list[dict[str, Any]] = []
+    cache_counts: Counter[str] = Counter()
+    stores: set[str] = set()
     for start, stop, backend in run_dir.result_files():
         distributions, meta = run_dir.read_results(start, stop, backend)
+        cache_meta = dict(meta.get("cache") or {})
+        if cache_meta.get("store"):
+            stores.add(str(cache_meta["store"]))
+        cache_counts.update({k: int(v) for k, v in cache_meta.items() if k != "store"})
         failovers += [f for f in meta["failovers"] if f["subexperiment"] < total]
         gateway_jobs += [j for j in meta.get("gateway_jobs", []) if j["subexperiment"] < total]
         for name, seconds in meta["simulation_seconds"].items():
@@ -55,14 +64,16 @@ def collect_distributions(run_dir: RunDir, total: int) -> tuple[list[OutcomeDist
         "backends": backends,
         "failovers": sorted(failovers, key=lambda f: f["subexperiment"]),
         "gateway_jobs": sorted(gateway_jobs, key=lambda j: j["subexperiment"]),
+        "cache": {"stores": sorted(stores), **dict(sorted(cache_counts.items()))},
     }
 
 
-def exact_reference(run_dir: RunDir) -> dict[str, Any]:
+def exact_reference(run_dir: RunDir, cache: CacheSettings = OFF) -> dict[str, Any]:
     """Return the exact value of the run's observable, computing and saving it once when feasible.
 
     The circuit is the one generate wrote (``problem/circuit.qasm``) and the
-    observable the manifest's terms: what was cut, not a rebuild from the spec.
+    observable the manifest's terms: what was cut, not a rebuild from the spec. With a
+    ``cache``, a reference computed before for the same circuit and observable is reused.
     """
     if run_dir.exact_file.is_file():
         return dict(atomic.read_json(run_dir.exact_file))
@@ -70,6 +81,13 @@ def exact_reference(run_dir: RunDir) -> dict[str, Any]:
     num_qubits = problem["num_qubits"]
     if num_qubits > EXACT_REFERENCE_MAX_QUBITS:
         return {"computed": False, "reason": f"{num_qubits} qubits > {EXACT_REFERENCE_MAX_QUBITS}"}
+    session = session_for(cache) if cache.enabled else None
+    started = time.perf_counter()
+    remembered = recall_reference(session, problem) if session is not None else None
+    if remembered is not None:
+        remembered["seconds"] = time.perf_counter() - started  # this run's cost: the lookup
+        atomic.write_json(run_dir.exact_file, remembered)
+        return remembered
     started = time.perf_counter()
     circuit = parse_qasm(run_dir.circuit_file.read_text(encoding="utf-8"), source=str(run_dir.circuit_file))
     # OpenQASM 3 has no rzz (and other) standard gates: they come back as custom gates, which
@@ -85,10 +103,12 @@ def exact_reference(run_dir: RunDir) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
     }
     atomic.write_json(run_dir.exact_file, exact)
+    if session is not None:
+        remember_reference(session, problem, exact)
     return exact
 
 
-def reconstruct_run(run_dir: RunDir) -> dict[str, Any]:
+def reconstruct_run(run_dir: RunDir, cache: CacheSettings = OFF) -> dict[str, Any]:
     """Combine all results into the estimate and compare with the exact value when feasible."""
     started = time.perf_counter()
     run = run_dir.generated()
@@ -96,7 +116,7 @@ def reconstruct_run(run_dir: RunDir) -> dict[str, Any]:
     coeffs = np.asarray(run.manifest["problem"]["observable_coeffs"], dtype=np.float64)
     result = reconstruct(run.plan, distributions, coeffs)
     reconstruct_seconds = time.perf_counter() - started
-    exact = exact_reference(run_dir)
+    exact = exact_reference(run_dir, cache)
     reconstruction = {
         "estimate": result.estimate,
         "standard_error": result.standard_error if result.standard_error is not None else 0.0,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.metadata
+import json
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from qhybrid import atomic
+from qhybrid.cache.session import OFF, CacheSettings, session_for
 from qhybrid.errors import InputError
 from qhybrid.pipeline.report_schema import SCHEMA_VERSION, check_report
 from qhybrid.pipeline.rundir import RunDir
@@ -17,8 +22,14 @@ from qhybrid.provenance import environment
 _MAX_PLOTTED_TERMS = 40
 
 
-def build_report(run_dir: RunDir, *, timings: dict[str, float] | None = None) -> dict[str, Any]:
-    """Write report.json, summary.txt and terms.png; return the report."""
+def build_report(
+    run_dir: RunDir, *, timings: dict[str, float] | None = None, cache: CacheSettings = OFF
+) -> dict[str, Any]:
+    """Write report.json, summary.txt and terms.png; return the report.
+
+    terms.png is a pure function of the plotted numbers: with a ``cache`` it is kept under
+    their digest, and a later run with the same numbers copies it instead of drawing it.
+    """
     run_dir.read_spec()  # a directory holding no run fails here, in one line
     spec = atomic.read_json(run_dir.spec_file)
     manifest = run_dir.generated().manifest
@@ -73,6 +84,7 @@ def build_report(run_dir: RunDir, *, timings: dict[str, float] | None = None) ->
             "generated_with": spec["created_with"],
         },
         "timings": step_timings,
+        "cache": cache_section(execution.get("cache") or {}),
     }
     qpu = _qpu_section(report)
     if qpu is not None:
@@ -80,8 +92,49 @@ def build_report(run_dir: RunDir, *, timings: dict[str, float] | None = None) ->
     check_report(report)  # a report that breaks its documented schema is a bug: fail before writing
     atomic.write_json(run_dir.report_file, report)
     atomic.write_text(run_dir.summary_file, summary_text(report))
-    _plot_terms(run_dir, report)
+    session = session_for(cache) if cache.enabled else None
+    plotted = json.dumps(
+        {k: report[k] for k in ("terms", "estimate", "standard_error", "exact", "error")}
+        | {"mode": report["provenance"]["mode"], "matplotlib": importlib.metadata.version("matplotlib")},
+        sort_keys=True,
+    )
+    key = ("qhybrid:png1:" + hashlib.sha256(plotted.encode()).hexdigest()).encode()
+    found = session.get_document(key, "plot") if session is not None else None
+    if found is not None and found[0] == plotted:
+        atomic.write_bytes(run_dir.terms_plot_file, base64.b64decode(found[1]))
+    else:
+        png = _plot_terms(report)
+        atomic.write_bytes(run_dir.terms_plot_file, png)
+        if session is not None:
+            session.put_document(key, "plot", plotted, base64.b64encode(png).decode(), {})
     return report
+
+
+def cache_section(counts: dict[str, Any]) -> dict[str, Any]:
+    """Summarise what the result cache did for the simulator subexperiments of this run.
+
+    ``hits`` counts subexperiments served without simulating, by kind: ``exact`` (the very
+    circuit was computed before), ``canonical`` (the same circuit up to names, order of
+    independent gates and trivial identities), ``relabelled`` (the same up to renaming qubits).
+    Hits come ``from_store`` (LMDB or Redis) or ``from_memory`` (this process computed the form
+    earlier, in this run or one before it in the same process). ``errors`` counts failed store
+    calls and corrupt entries; ``unavailable`` the lookups skipped while a failing store rests.
+    """
+    hits = {kind: int(counts.get(f"hit_{kind}", 0)) for kind in ("exact", "canonical", "relabelled")}
+    return {
+        "stores": list(counts.get("stores", [])),
+        "hits": hits,
+        "from_store": int(counts.get("from_store", 0)),
+        "from_memory": int(counts.get("from_memory", 0)),
+        "computed": int(counts.get("computed", 0)),
+        "collisions": int(counts.get("collision", 0)),
+        "uncacheable": int(counts.get("uncacheable", 0)),
+        "errors": int(counts.get("errors", 0)),
+        "unavailable": int(counts.get("unavailable", 0)),
+        "written": int(counts.get("written", 0)),
+        "bytes_read": int(counts.get("bytes_read", 0)),
+        "bytes_written": int(counts.get("bytes_written", 0)),
+    }
 
 
 def _qpu_section(report: dict[str, Any]) -> dict[str, Any] | None:
@@ -165,8 +218,8 @@ def summary_text(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot_terms(run_dir: RunDir, report: dict[str, Any]) -> None:
-    """Draw terms.png: each term's contribution (coefficient x value) as a horizontal bar, and its residual.
+def _plot_terms(report: dict[str, Any]) -> bytes:
+    """Draw terms.png as PNG bytes: each term's contribution (coefficient x value) as a bar, and its residual.
 
     Terms are ordered by the size of their contribution, largest on top; past
     _MAX_PLOTTED_TERMS only the largest are drawn and the title says how many. The right
@@ -243,4 +296,4 @@ def _plot_terms(run_dir: RunDir, report: dict[str, Any]) -> None:
     )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    atomic.write_bytes(run_dir.terms_plot_file, buffer.getvalue())
+    return buffer.getvalue()

@@ -5,16 +5,17 @@ step) or when fields are added (a minor step). Every report the report step writ
 is checked against this schema before it is written, and ``docs/report.schema.json``
 is this schema as a file for other tools (a drift test keeps the two equal).
 
-Versions: 1.0 (this one): the first with a schema; it adds ``schema_version``,
+Versions: 1.0: the first with a schema; it adds ``schema_version``,
 ``provenance.gateway_jobs``, ``provenance.failovers[].transient``,
-``problem.cuts`` and ``problem.preprocessing``.
+``problem.cuts`` and ``problem.preprocessing``. 1.1 (this one): adds ``cache``, what
+the result cache did (hits by kind, computed, collisions, errors).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
 _SECONDS = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}
@@ -125,6 +126,20 @@ REPORT_SCHEMA: dict[str, Any] = {
             },
         },
         "timings": _SECONDS,
+        "cache": {
+            "type": "object",
+            "description": "What the result cache did for the simulator subexperiments.",
+            "required": ["stores", "hits", "from_store", "from_memory", "computed", "collisions", "errors"],
+            "properties": {
+                "stores": {"type": "array", "items": {"type": "string"}},
+                "hits": {
+                    "type": "object",
+                    "required": ["exact", "canonical", "relabelled"],
+                    "additionalProperties": {"type": "integer", "minimum": 0},
+                },
+            },
+            "additionalProperties": {"type": "integer", "minimum": 0},
+        },
         "qpu": {
             "type": "object",
             "description": "Present when the policy planned or ran subexperiments on the QPU.",

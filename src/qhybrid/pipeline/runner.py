@@ -16,6 +16,7 @@ from rich.console import Console
 
 from qhybrid import atomic
 from qhybrid.backends import GatewaySettings, check_backends
+from qhybrid.cache.session import OFF, CacheSettings
 from qhybrid.errors import InputError, QhybridError, RunFailed
 from qhybrid.pipeline.execute import execute
 from qhybrid.pipeline.generate import claim_run_dir, generate, regenerate_circuits
@@ -42,6 +43,7 @@ def run_local(
     progress: bool = True,
     keep_shards: bool = True,
     label: str | None = None,
+    cache: CacheSettings = OFF,
 ) -> dict[str, Any]:
     """Run every step for ``spec`` in ``out``, resuming whatever is already done there.
 
@@ -49,6 +51,8 @@ def run_local(
     and what may fail over. ``progress`` draws bars on a terminal. ``keep_shards=False``
     writes no QPY shards (one in-process worker only; a resume rebuilds the circuits).
     A finished run is not run again: its report, with the original timings, is returned.
+    ``cache`` is the result cache simulators read and write (off by default here; the CLI
+    turns it on).
     """
     if workers < 1:
         raise InputError("--workers", f"must be at least 1, got {workers}")
@@ -64,7 +68,9 @@ def run_local(
         return dict(atomic.read_json(run_dir.report_file))
     wall_started = time.perf_counter()
     with console.status("generating subexperiments") if progress else nullcontext():
-        manifest = generate(run_dir, spec, gateway=gateway, write_circuits=keep_shards, label=label)
+        manifest = generate(
+            run_dir, spec, gateway=gateway, write_circuits=keep_shards, label=label, cache=cache
+        )
     # generate has checked that the directory holds this run; a killed earlier attempt may
     # have left temporary files behind, which no step reads: clear them.
     atomic.remove_stale_temporaries(run_dir.root)
@@ -76,24 +82,28 @@ def run_local(
     pending_backends = {backends[uid] for start, stop in todo for uid in range(start, stop)}
     # A resumed run checks its backends again: a token may have expired meanwhile.
     check_backends(sorted(pending_backends), gateway)
-    if todo and not manifest.get("shards_written", True):
+    if todo and not manifest.get("shards_written", True) and "canonical" not in manifest:
+        # With canonical forms in the plan, execute rebuilds circuits only if one must be computed.
         regenerate_circuits(run_dir)
     execute_started = time.perf_counter()
     with ExecuteProgress(backends, done, console, enabled=progress) as bars:
         if workers == 1 or len(todo) <= 1:
             for start, stop in todo:
-                bars.range_done(execute(run_dir, start, stop, gateway=gateway, events=bars.event))
+                bars.range_done(
+                    execute(run_dir, start, stop, gateway=gateway, events=bars.event, cache=cache)
+                )
         else:
-            _execute_in_pool(run_dir, todo, workers, bars, gateway or GatewaySettings())
+            _execute_in_pool(run_dir, todo, workers, bars, gateway or GatewaySettings(), cache)
     execute_seconds = time.perf_counter() - execute_started
     with console.status("reconstructing") if progress else nullcontext():
-        reconstruct_run(run_dir)
+        reconstruct_run(run_dir, cache)
     return build_report(
         run_dir,
         timings={
             "execute_wall": execute_seconds,
             "total_wall": time.perf_counter() - wall_started,
         },
+        cache=cache,
     )
 
 
@@ -103,6 +113,7 @@ def _execute_in_pool(
     workers: int,
     bars: ExecuteProgress,
     gateway: GatewaySettings,
+    cache: CacheSettings,
 ) -> None:
     """Feed ranges to worker processes; stop at the first failure, leaving finished files in place."""
     settings = gateway.to_json()
@@ -119,7 +130,8 @@ def _execute_in_pool(
                 start, stop = ranges.get_nowait()
             except queue.Empty:
                 return
-            process.stdin.write(json.dumps({"start": start, "stop": stop, "gateway": settings}) + "\n")
+            request = {"start": start, "stop": stop, "gateway": settings, "cache": cache.to_json()}
+            process.stdin.write(json.dumps(request) + "\n")
             process.stdin.flush()
             while True:
                 line = process.stdout.readline()

@@ -1,8 +1,9 @@
 """A worker process for the local runner: executes ranges it reads from stdin.
 
 Protocol, one JSON object per line each way: the runner sends
-``{"start": A, "stop": B, "gateway": {...}}`` (the gateway settings as JSON, which
-name the token file, never the token); the worker answers with the execute step's timings
+``{"start": A, "stop": B, "gateway": {...}, "cache": {...}}`` (the gateway settings as
+JSON, which name the token file, never the token, and the cache settings); the worker
+answers with the execute step's timings
 or ``{"error": "...", "run_failed": bool}`` (a failed run, or bad input), after any number
 of progress lines ``{"event": ...}`` from the backends. Only plain JSON crosses the process boundary; circuits
 and results travel as files in the run directory. Start it with
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from qhybrid.backends import GatewaySettings
+from qhybrid.cache.session import CacheSettings
 from qhybrid.errors import QhybridError, RunFailed
 from qhybrid.pipeline.execute import execute
 from qhybrid.pipeline.rundir import RunDir
@@ -36,8 +38,14 @@ def serve(run_dir: RunDir) -> None:
         reply: dict[str, Any]
         try:
             gateway = GatewaySettings.from_json(request.get("gateway") or {})
+            cache = CacheSettings.from_json(request.get("cache") or {})
             reply = execute(
-                run_dir, int(request["start"]), int(request["stop"]), gateway=gateway, events=_send
+                run_dir,
+                int(request["start"]),
+                int(request["stop"]),
+                gateway=gateway,
+                events=_send,
+                cache=cache,
             )
         except QhybridError as error:
             reply = {"error": str(error), "run_failed": isinstance(error, RunFailed)}

@@ -1,0 +1,366 @@
+"""Canonical forms of subexperiments: what the result cache keys on, and what the simulators run.
+
+Two subexperiments that differ only in how they are written (register and gate names,
+barriers, the order of operations on disjoint qubits, trivial identities, which qubit is
+called which) get one canonical form. The simulator path always runs the canonical
+circuit and maps its outcome bits back, with or without a cache, so a result served from
+the cache is bitwise what computing it would have given.
+
+Stages, cheapest first:
+1. operations as content tokens (custom gates by what they do, names dropped), barriers,
+   delays and identities dropped, classical bits by role (observable or QPD bit);
+2. trivial identities: zero-angle rotations, adjacent self-inverse pairs, adjacent
+   rotations about one axis merged into one (a float sum, the same on every machine),
+   a reset of a wire still in |0>;
+3. qubit relabelling: Weisfeiler-Leman colour refinement of the circuit's wire graph
+   sorts the qubits into classes; every labelling that keeps the classes in colour order
+   is tried, and the smallest serialisation (operations in a canonical topological
+   order) is the canonical form. When the classes allow more than
+   :data:`MAX_LABELLINGS` labellings (a very symmetric circuit), ties keep the circuit's
+   own order: still deterministic and correct, only fewer relabelled circuits meet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+from qiskit.circuit import CircuitInstruction, Instruction
+
+from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
+from qhybrid.cutting.fingerprint import operation_token
+from qhybrid.cutting.outcomes import OutcomeDistribution
+
+SCHEMA = "qhybrid-canonical-v1"
+# The most labellings tried per circuit: 6! covers a 6-qubit ring's reflections with room.
+MAX_LABELLINGS = 720
+_DROPPED = frozenset({"barrier", "delay", "id"})
+_SELF_INVERSE = frozenset({"h", "x", "y", "z", "cx", "cy", "cz", "ch", "swap", "ccx", "ccz", "cswap"})
+# One-angle rotations: a zero angle is the identity, and two in a row on the same qubits add.
+_ROTATIONS = frozenset(
+    {"rx", "ry", "rz", "p", "rxx", "ryy", "rzz", "rzx", "crx", "cry", "crz", "cp", "cu1", "u1"}
+)
+# Gates whose qubits can be swapped without changing the unitary: their slots are one slot.
+_SYMMETRIC = frozenset({"cz", "swap", "iswap", "rxx", "ryy", "rzz", "cp", "cu1", "ccz"})
+
+
+class NotCanonicalisable(ValueError):
+    """The circuit has something canonical forms do not cover (another register, control flow)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Op:
+    name: str
+    token: str
+    qubits: tuple[int, ...]
+    clbits: tuple[tuple[str, int], ...]  # ("o", i): observable bit i; ("p", j): QPD bit j
+    operation: Instruction
+
+
+@dataclass(frozen=True)
+class CanonicalRef:
+    """What a lookup needs of a canonical form, as plain data: a plan can carry it without circuits."""
+
+    key: str
+    check: str
+    normal: str
+    observable_bits: tuple[int, ...]
+
+    def to_json(self) -> list[Any]:
+        """Plain data for a manifest."""
+        return [self.key, self.check, self.normal, list(self.observable_bits)]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> CanonicalRef:
+        """Read :meth:`to_json`'s output."""
+        key, check, normal, bits = data
+        return cls(str(key), str(check), str(normal), tuple(int(b) for b in bits))
+
+    def to_circuit_labels(self, canonical: OutcomeDistribution) -> OutcomeDistribution:
+        """Map a distribution of the canonical circuit onto the circuit's own observable bits."""
+        if self.observable_bits == tuple(range(len(self.observable_bits))):
+            return canonical
+        outcomes = canonical.outcomes
+        low = np.uint64((1 << canonical.num_observable_bits) - 1)
+        mapped = outcomes & ~low  # the QPD parity bit does not move
+        for bit, canonical_bit in enumerate(self.observable_bits):
+            mapped |= ((outcomes >> np.uint64(canonical_bit)) & np.uint64(1)) << np.uint64(bit)
+        order = np.argsort(mapped, kind="stable")
+        return OutcomeDistribution(
+            mapped[order], canonical.weights[order], canonical.num_observable_bits, canonical.shots
+        )
+
+
+@dataclass(frozen=True)
+class CanonicalForm:
+    """A subexperiment's canonical form, and how its outcome bits map to the circuit's own."""
+
+    text: str
+    key: str  # SHA-256 of the text: where the result is stored
+    check: str  # BLAKE2b of the text: compared on every hit, so a key collision is caught
+    normal: str  # SHA-256 of stages 1-2 in the circuit's own labelling (tells hit kinds apart)
+    observable_bits: tuple[int, ...]  # circuit's observable bit i is canonical bit observable_bits[i]
+    complete: bool  # False when relabelling was cut short (see MAX_LABELLINGS)
+    _ops: tuple[_Op, ...] = field(repr=False, compare=False)
+    _labels: tuple[int, ...] = field(repr=False, compare=False)
+    _num_qpd: int = field(repr=False, compare=False)
+
+    @property
+    def num_qubits(self) -> int:
+        """Qubits of the canonical circuit (those of the original, unused ones included)."""
+        return len(self._labels)
+
+    def circuit(self) -> QuantumCircuit:
+        """Build the canonical circuit: the one the simulators run for every circuit of this form."""
+        observable = ClassicalRegister(len(self.observable_bits), OBSERVABLE_REGISTER)
+        registers = [observable]
+        qpd = ClassicalRegister(self._num_qpd, QPD_REGISTER) if self._num_qpd else None
+        if qpd is not None:
+            registers.append(qpd)
+        out = QuantumCircuit(QuantumRegister(self.num_qubits, "q"), *registers)
+        qubits = out.qubits
+        qpd_order: dict[int, int] = {}
+        for op in self._ops:
+            clbits = []
+            for kind, index in op.clbits:
+                if kind == "o":
+                    clbits.append(observable[self.observable_bits[index]])
+                else:
+                    assert qpd is not None
+                    clbits.append(qpd[qpd_order.setdefault(index, len(qpd_order))])
+            wires = _slot_order(op.name, [self._labels[q] for q in op.qubits])
+            out._append(CircuitInstruction(op.operation, tuple(qubits[w] for w in wires), tuple(clbits)))
+        return out
+
+    def ref(self) -> CanonicalRef:
+        """The form as plain data (no circuit)."""
+        return CanonicalRef(self.key, self.check, self.normal, self.observable_bits)
+
+
+def _digest8(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _slot_order(name: str, labels: list[int]) -> list[int]:
+    return sorted(labels) if name in _SYMMETRIC else labels
+
+
+def _operations(circuit: QuantumCircuit) -> tuple[list[_Op], int, int]:
+    """Stage 1: the circuit's operations as tokens on qubit indices and role-named classical bits."""
+    roles: dict[object, tuple[str, int]] = {}
+    sizes = {"o": 0, "p": 0}
+    for register in circuit.cregs:
+        if register.name not in (OBSERVABLE_REGISTER, QPD_REGISTER):
+            raise NotCanonicalisable(f"classical register {register.name!r} is not a subexperiment's")
+        kind = "o" if register.name == OBSERVABLE_REGISTER else "p"
+        sizes[kind] = register.size
+        for index, bit in enumerate(register):
+            roles[bit] = (kind, index)
+    if len(roles) != circuit.num_clbits:
+        raise NotCanonicalisable("circuit has classical bits outside its registers")
+    qubit_index = {bit: i for i, bit in enumerate(circuit.qubits)}
+    ops = []
+    for instruction in circuit.data:
+        operation = instruction.operation
+        if operation.name in _DROPPED:
+            continue
+        try:
+            token = operation_token(operation)
+        except ValueError as error:
+            raise NotCanonicalisable(str(error)) from None
+        qubits = tuple(qubit_index[q] for q in instruction.qubits)
+        ops.append(_Op(operation.name, token, qubits, tuple(roles[c] for c in instruction.clbits), operation))
+    return ops, sizes["o"], sizes["p"]
+
+
+def _angle(op: _Op) -> float | None:
+    if op.name in _ROTATIONS and len(op.operation.params) == 1:
+        try:
+            return float(op.operation.params[0])
+        except TypeError:
+            return None
+    return None
+
+
+def _simplify(ops: list[_Op], num_qubits: int) -> list[_Op]:
+    """Stage 2: drop trivial identities, cancelling and merging adjacent pairs as they meet."""
+    out: list[_Op | None] = []
+    wires: list[list[int]] = [[] for _ in range(num_qubits)]  # indices into out, per qubit
+
+    def pop(index: int) -> _Op:
+        op = out[index]
+        assert op is not None
+        for q in op.qubits:
+            wires[q].pop()
+        out[index] = None
+        return op
+
+    for op in ops:
+        angle = _angle(op)
+        if angle == 0.0:
+            continue
+        if op.name == "reset" and not wires[op.qubits[0]]:
+            continue  # every wire starts in |0>
+        tops = {wires[q][-1] if wires[q] else -1 for q in op.qubits}
+        previous = out[tops.pop()] if len(tops) == 1 and -1 not in tops else None
+        if (
+            previous is not None
+            and not op.clbits
+            and previous.name == op.name
+            and _slot_order(op.name, list(previous.qubits)) == _slot_order(op.name, list(op.qubits))
+        ):
+            if op.name in _SELF_INVERSE:
+                pop(wires[op.qubits[0]][-1])
+                continue
+            previous_angle = _angle(previous)
+            if angle is not None and previous_angle is not None:
+                pop(wires[op.qubits[0]][-1])
+                total = previous_angle + angle
+                if total == 0.0:
+                    continue
+                merged = type(op.operation)(total)
+                op = _Op(op.name, operation_token(merged), previous.qubits, (), merged)
+        out.append(op)
+        for q in op.qubits:
+            wires[q].append(len(out) - 1)
+    return [op for op in out if op is not None]
+
+
+def _wire_graph(
+    ops: list[_Op], num_qubits: int
+) -> tuple[list[list[int]], list[list[tuple[int, str]]], dict[tuple[str, int], int]]:
+    """Return each op's predecessors (ordering), and the labelled adjacency of the colour graph.
+
+    Nodes: ops 0..m-1, then one input node per qubit, then one node per classical bit.
+    """
+    m = len(ops)
+    clbit_node: dict[tuple[str, int], int] = {}
+    adjacency: list[list[tuple[int, str]]] = [[] for _ in range(m + num_qubits)]
+    last_on_wire: list[tuple[int, int]] = [(m + q, 0) for q in range(num_qubits)]  # (node, slot)
+    last_on_clbit: dict[tuple[str, int], int] = {}
+    predecessors: list[list[int]] = [[] for _ in range(m)]
+    for j, op in enumerate(ops):
+        symmetric = op.name in _SYMMETRIC
+        for position, q in enumerate(op.qubits):
+            slot = 0 if symmetric else position
+            node, their_slot = last_on_wire[q]
+            adjacency[j].append((node, f"P{slot}.{their_slot}"))
+            adjacency[node].append((j, f"S{their_slot}.{slot}"))
+            if node < m:
+                predecessors[j].append(node)
+            last_on_wire[q] = (j, slot)
+        for bit in op.clbits:
+            if bit not in clbit_node:
+                clbit_node[bit] = len(adjacency)
+                adjacency.append([])
+            adjacency[j].append((clbit_node[bit], "C"))
+            adjacency[clbit_node[bit]].append((j, "C"))
+            if bit in last_on_clbit:
+                predecessors[j].append(last_on_clbit[bit])
+            last_on_clbit[bit] = j
+    return predecessors, adjacency, clbit_node
+
+
+def _refine(initial: list[str], adjacency: list[list[tuple[int, str]]]) -> list[str]:
+    """1-dimensional Weisfeiler-Leman colour refinement until the partition stops splitting."""
+    colour = [_digest8(c) for c in initial]
+    classes = len(set(colour))
+    for _ in range(len(colour)):
+        refined = [
+            _digest8(colour[v] + "|" + ",".join(sorted(f"{label}:{colour[u]}" for u, label in neighbours)))
+            for v, neighbours in enumerate(adjacency)
+        ]
+        colour = refined
+        if len(set(refined)) == classes:
+            break
+        classes = len(set(refined))
+    return colour
+
+
+def _serialise(
+    ops: list[_Op], predecessors: list[list[int]], labels: tuple[int, ...]
+) -> tuple[str, tuple[int, ...], dict[int, int]]:
+    """Write ops in the canonical topological order for a labelling; return text and bit maps."""
+
+    def key(j: int) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
+        op = ops[j]
+        return (
+            op.token,
+            tuple(_slot_order(op.name, [labels[q] for q in op.qubits])),
+            tuple(kind for kind, _ in op.clbits),
+        )
+
+    waiting = [len(p) for p in predecessors]
+    successors: list[list[int]] = [[] for _ in ops]
+    for j, before in enumerate(predecessors):
+        for i in before:
+            successors[i].append(j)
+    ready = [(key(j), j) for j in range(len(ops)) if waiting[j] == 0]
+    heapq.heapify(ready)
+    observable: dict[int, int] = {}
+    qpd: dict[int, int] = {}
+    parts = []
+    order = []
+    while ready:
+        (token, qubits, _), j = heapq.heappop(ready)
+        order.append(j)
+        names = []
+        for kind, index in ops[j].clbits:
+            table = observable if kind == "o" else qpd
+            names.append(f"{kind}{table.setdefault(index, len(table))}")
+        parts.append(f"{token}[{','.join(map(str, qubits))}][{','.join(names)}];")
+        for s in successors[j]:
+            waiting[s] -= 1
+            if waiting[s] == 0:
+                heapq.heappush(ready, (key(s), s))
+    return "".join(parts), tuple(order), observable | {-1 - k: v for k, v in qpd.items()}
+
+
+def canonical_form(circuit: QuantumCircuit) -> CanonicalForm:
+    """Return the canonical form of a subexperiment (stages 1-3 of the module docstring)."""
+    raw, num_observable, _ = _operations(circuit)
+    n = circuit.num_qubits
+    ops = _simplify(raw, n)
+    predecessors, adjacency, clbit_nodes = _wire_graph(ops, n)
+    initial = [op.token for op in ops] + ["in"] * n + [""] * len(clbit_nodes)
+    for (kind, _), node in clbit_nodes.items():  # classical bits are coloured by their role
+        initial[node] = kind
+    colour = _refine(initial, adjacency)
+    qubit_colour = colour[len(ops) : len(ops) + n]
+    classes = [[q for q in range(n) if qubit_colour[q] == c] for c in sorted(set(qubit_colour))]
+    tried = math.prod(math.factorial(len(members)) for members in classes)
+    complete = tried <= MAX_LABELLINGS
+    candidates = itertools.product(*(itertools.permutations(m) for m in classes)) if complete else [classes]
+    best: tuple[str, tuple[int, ...], dict[int, int], tuple[int, ...]] | None = None
+    for arrangement in candidates:
+        labelling = [0] * n
+        for position, q in enumerate(itertools.chain.from_iterable(arrangement)):
+            labelling[q] = position
+        text, order, bits = _serialise(ops, predecessors, tuple(labelling))
+        if best is None or text < best[0]:
+            best = (text, order, bits, tuple(labelling))
+    assert best is not None
+    body, order, bits, labels = best
+    observable_bits = {i: k for i, k in bits.items() if i >= 0}
+    if len(observable_bits) != num_observable:
+        raise NotCanonicalisable("an observable bit is never measured")
+    num_qpd = sum(1 for i in bits if i < 0)
+    text = f"{SCHEMA};q{n};o{num_observable};p{num_qpd};{body}"
+    normal_body, _, _ = _serialise(ops, predecessors, tuple(range(n)))
+    return CanonicalForm(
+        text=text,
+        key=hashlib.sha256(text.encode()).hexdigest(),
+        check=hashlib.blake2b(text.encode(), digest_size=32).hexdigest(),
+        normal=hashlib.sha256(f"{n};{normal_body}".encode()).hexdigest(),
+        observable_bits=tuple(observable_bits[i] for i in range(num_observable)),
+        complete=complete,
+        _ops=tuple(ops[j] for j in order),
+        _labels=labels,
+        _num_qpd=num_qpd,
+    )

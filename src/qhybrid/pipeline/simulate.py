@@ -1,0 +1,141 @@
+"""Simulator subexperiments through their canonical forms and the result cache.
+
+Every subexperiment that runs on a simulator (cpu, gpu) is reduced to its canonical form
+(:mod:`qhybrid.cache.canonical`); the simulator computes the canonical circuit's exact
+distribution once per form; its outcome bits are mapped back to each circuit's own; sampled
+mode then draws the circuit's shots from it with the circuit's own seed. The cache only
+decides whether that exact distribution is computed now or read back, so a run with the
+cache, without it, cold or warm, gives the same bits.
+
+A stored entry is used only when its canonical form's independent digest equals the
+query's (a colliding key is a miss and is counted), and the hit is counted by kind:
+``exact`` (the writer's circuit was this very circuit), ``canonical`` (same circuit up to
+stages 1-2), ``relabelled`` (same circuit up to a qubit relabelling).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from qiskit import QuantumCircuit
+
+from qhybrid.backends.aer import AerBackend, draw_shots
+from qhybrid.cache.canonical import CanonicalRef, NotCanonicalisable, canonical_form
+from qhybrid.cache.entries import ResultEntry, identity_digest, qpy_bytes, result_key
+from qhybrid.cache.session import CacheSession, writer_provenance
+from qhybrid.cutting.outcomes import OutcomeDistribution
+
+
+def _hit_kind(entry: ResultEntry, fingerprint: str, ref: CanonicalRef) -> str:
+    if entry.fingerprint == fingerprint:
+        return "hit_exact"
+    return "hit_canonical" if entry.normal == ref.normal else "hit_relabelled"
+
+
+def canonical_refs(circuits: Sequence[QuantumCircuit]) -> list[CanonicalRef | None]:
+    """Return each circuit's canonical form as plain data (None: not canonicalisable, run as is)."""
+    refs: list[CanonicalRef | None] = []
+    for circuit in circuits:
+        try:
+            refs.append(canonical_form(circuit).ref())
+        except NotCanonicalisable:
+            refs.append(None)
+    return refs
+
+
+def simulate(
+    backend: AerBackend,
+    load: Callable[[list[int]], list[QuantumCircuit]],
+    *,
+    fingerprints: Sequence[str],
+    shots: int | None,
+    seeds: Sequence[int],
+    session: CacheSession,
+    run: str,
+    refs: Sequence[CanonicalRef | None] | None = None,
+) -> list[OutcomeDistribution]:
+    """Return each subexperiment's distribution, computing each distinct canonical form at most once.
+
+    ``load(positions)`` returns the circuits at those positions: it is called for all of
+    them when ``refs`` (their canonical forms, from the plan) are not given, else only for
+    those that must be computed, so a fully cached batch reads no circuit. ``run`` names
+    the writer in the provenance of entries written.
+    """
+    count = len(fingerprints)
+    if len(seeds) != count:
+        raise ValueError(f"{count} subexperiments but {len(seeds)} seeds")
+    loaded: dict[int, QuantumCircuit] = {}
+    if refs is None:
+        loaded = dict(enumerate(load(list(range(count)))))
+        refs = canonical_refs([loaded[i] for i in range(count)])
+    identity = identity_digest(backend.identity())
+    keys = [result_key(identity, ref.key) if ref else b"" for ref in refs]
+    found: dict[bytes, ResultEntry] = {}
+    asked = sorted({k for k, ref in zip(keys, refs, strict=True) if ref and session.remembered(k) is None})
+    for key, entry in zip(asked, session.get_many(asked), strict=True):
+        if entry is not None:
+            found[key] = entry
+    canonical: list[OutcomeDistribution | None] = [None] * count
+    to_compute: dict[bytes, int] = {}  # key -> position of the subexperiment that computes it
+    direct: list[int] = []
+    for i, (ref, key) in enumerate(zip(refs, keys, strict=True)):
+        if ref is None:
+            direct.append(i)
+            session.count("uncacheable")
+            continue
+        entry = session.remembered(key)
+        source = "from_memory"
+        if entry is None and key in found:
+            entry, source = found.pop(key), "from_store"
+            if entry.check != ref.check:  # the key collided: never trust the hash alone
+                session.count("collision")
+                entry = None
+            else:
+                session.remember(key, entry)
+        if entry is None:
+            if key not in to_compute:
+                to_compute[key] = i
+                session.count("miss")
+            continue
+        session.count(_hit_kind(entry, fingerprints[i], ref))
+        session.count(source)
+        canonical[i] = entry.distribution
+    positions = list(to_compute.values())
+    needed = [i for i in positions + direct if i not in loaded]
+    loaded.update(zip(needed, load(needed), strict=True))
+    forms = [canonical_form(loaded[i]) for i in positions]
+    for i, form in zip(positions, forms, strict=True):
+        if form.ref() != refs[i]:
+            raise RuntimeError(
+                f"subexperiment at position {i}: its circuit's canonical form is not the plan's"
+            )
+    canonical_circuits = [form.circuit() for form in forms]
+    computed = backend.exact_distributions(canonical_circuits)
+    description = backend.description()
+    for i, form, distribution, circuit in zip(positions, forms, computed, canonical_circuits, strict=True):
+        entry = ResultEntry(
+            check=form.check,
+            normal=form.normal,
+            fingerprint=fingerprints[i],
+            identity=identity,
+            provenance=writer_provenance(run, description),
+            distribution=distribution,
+            circuit_qpy=qpy_bytes(circuit),
+        )
+        session.remember(keys[i], entry)
+        session.put(keys[i], entry)
+    for i, (ref, key) in enumerate(zip(refs, keys, strict=True)):
+        if ref is not None and canonical[i] is None:
+            entry = session.remembered(key)
+            assert entry is not None
+            canonical[i] = entry.distribution
+            if to_compute[key] != i:
+                session.count(_hit_kind(entry, fingerprints[i], ref))
+                session.count("from_memory")
+    session.count("computed", len(positions) + len(direct))
+    direct_results = dict(zip(direct, backend.exact_distributions([loaded[i] for i in direct]), strict=True))
+    results = []
+    for i, ref in enumerate(refs):
+        exact = direct_results[i] if ref is None else ref.to_circuit_labels(canonical[i])  # type: ignore[arg-type]
+        results.append(exact if shots is None else draw_shots(exact, shots, seeds[i]))
+    return results
