@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.argo import ArgoWorkflows, ArgoWorkflowsArgs
+from infra.cache import ResultCache, ResultCacheArgs
 from infra.cluster import Cluster, ClusterArgs
 from infra.gateway import QpuGateway, QpuGatewayArgs
 from infra.kueue import Kueue, KueueArgs
@@ -51,7 +52,14 @@ def build_stack() -> dict[str, Any]:
     )
     # dcgm-exporter ships a ServiceMonitor, whose CRD comes with kube-prometheus-stack.
     cluster.add_gpu_metrics(after=[monitoring_part])
+    exports: dict[str, Any] = {}
+    if config.cache_enabled:
+        result_cache = ResultCache(
+            "result-cache", ResultCacheArgs(config=config, provider=provider, after=[monitoring_part])
+        )
+        exports["cacheUrl"] = result_cache.url
     return {
+        **exports,
         "kubeconfig": cluster.kubeconfig,
         "workflowNamespace": argo.workflow_namespace,
         "clusterQueues": kueue.cluster_queues,

@@ -35,16 +35,58 @@ def qaoa_maxcut_circuit(
     edges: tuple[tuple[int, int], ...] = PETERSEN_EDGES, layers: int = 2, seed: int = 7
 ) -> QuantumCircuit:
     """Return the QAOA circuit with angles drawn from a seeded RNG (gamma in [0, pi), beta in [0, pi/2))."""
-    num_nodes = 1 + max(max(edge) for edge in edges)
     rng = np.random.default_rng(seed)
+    angles = [(rng.uniform(0, np.pi), rng.uniform(0, np.pi / 2)) for _ in range(layers)]
+    return qaoa_circuit(edges, [g for g, _ in angles], [b for _, b in angles])
+
+
+def qaoa_circuit(
+    edges: tuple[tuple[int, int], ...], gammas: list[float], betas: list[float]
+) -> QuantumCircuit:
+    """Return the QAOA MaxCut circuit for the given angles.
+
+    H on every node, then per layer ``rzz(2*gamma)`` on every edge and ``rx(2*beta)`` on every node.
+    """
+    if len(gammas) != len(betas):
+        raise ValueError(f"{len(gammas)} gammas but {len(betas)} betas")
+    num_nodes = 1 + max(max(edge) for edge in edges)
     circuit = QuantumCircuit(num_nodes)
     circuit.h(range(num_nodes))
-    for _ in range(layers):
-        gamma, beta = rng.uniform(0, np.pi), rng.uniform(0, np.pi / 2)
+    for gamma, beta in zip(gammas, betas, strict=True):
         for a, b in edges:
             circuit.rzz(2 * gamma, a, b)
         circuit.rx(2 * beta, range(num_nodes))
     return circuit
+
+
+def ring_edges(nodes: int) -> tuple[tuple[int, int], ...]:
+    """Return the edges of the ring 0-1-...-(nodes-1)-0."""
+    if nodes < 3:
+        raise ValueError(f"a ring needs at least 3 nodes, got {nodes}")
+    return tuple((i, (i + 1) % nodes) for i in range(nodes))
+
+
+def regular_edges(nodes: int, seed: int, degree: int = 3) -> tuple[tuple[int, int], ...]:
+    """Return a random ``degree``-regular graph's edges (networkx's generator, seeded), sorted."""
+    import networkx as nx
+
+    if nodes <= degree or (nodes * degree) % 2:
+        raise ValueError(f"no {degree}-regular graph on {nodes} nodes")
+    graph = nx.random_regular_graph(degree, nodes, seed=seed)
+    return tuple(sorted((min(a, b), max(a, b)) for a, b in graph.edges()))
+
+
+def max_cut(edges: tuple[tuple[int, int], ...]) -> tuple[int, str]:
+    """Return the maximum cut size and one assignment reaching it (node 0 first), by brute force."""
+    num_nodes = 1 + max(max(edge) for edge in edges)
+    if num_nodes > 24:
+        raise ValueError(f"brute force over 2**{num_nodes} assignments is too slow")
+    nodes = np.arange(1 << num_nodes, dtype=np.int64)
+    sizes = np.zeros(1 << num_nodes, dtype=np.int64)
+    for a, b in edges:
+        sizes += ((nodes >> a) ^ (nodes >> b)) & 1
+    best = int(np.argmax(sizes))
+    return int(sizes[best]), "".join(str((best >> i) & 1) for i in range(num_nodes))
 
 
 def maxcut_observable(edges: tuple[tuple[int, int], ...] = PETERSEN_EDGES) -> SparsePauliOp:

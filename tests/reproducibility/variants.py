@@ -34,7 +34,8 @@ def killed_then_resumed(spec: RunSpec, root: Path) -> Path:
         victim = root / f"attempt-{attempt}"
         process = subprocess.Popen(
             [sys.executable, "-m", "qhybrid", "run", "cutting", *spec_to_args(spec)]
-            + ["--batch-size", str(KILL_BATCH), "--out", str(victim)],
+            # A cold run (no cache): a warm one serves everything before execute starts.
+            + ["--batch-size", str(KILL_BATCH), "--out", str(victim), "--no-cache"],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -53,7 +54,7 @@ def killed_then_resumed(spec: RunSpec, root: Path) -> Path:
     else:
         pytest.fail(f"the kill never landed mid-execute in {KILL_ATTEMPTS} attempts")
     kept = {path.name: path.stat().st_mtime_ns for path in results.glob("range-*.npz")}
-    run_cli("run", "cutting", "--resume", str(victim), "--workers", "2", check=True)
+    run_cli("run", "cutting", "--resume", str(victim), "--workers", "2", "--no-cache", check=True)
     # Only the missing ranges ran: the killed run's files are untouched, new ones fill the gaps.
     after = {path.name: path.stat().st_mtime_ns for path in results.glob("range-*.npz")}
     assert kept.items() < after.items()

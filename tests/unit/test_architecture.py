@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "gateway": {"errors", "cutting", "blueprint"},
     "backends": {"errors", "provenance", "cutting", "gateway"},
     "cache": {"errors", "provenance", "cutting"},
-    "pipeline": {"errors", "atomic", "provenance", "cutting", "spec", "backends", "cache"},
+    "pipeline": {"errors", "atomic", "provenance", "cutting", "spec", "backends", "cache", "scenarios"},
     "workflow": {"errors", "atomic", "cutting", "spec", "pipeline", "blueprint"},
     "ops": {"errors", "atomic", "spec", "pipeline", "blueprint", "chaos"},
     "cli": {

@@ -41,7 +41,7 @@ RESOURCES = {
         "PersistentVolumeClaim": ("persistentvolumeclaims", True),
         "Node": ("nodes", False),
     },
-    "apps/v1": {"Deployment": ("deployments", True)},
+    "apps/v1": {"Deployment": ("deployments", True), "StatefulSet": ("statefulsets", True)},
     "rbac.authorization.k8s.io/v1": {
         "Role": ("roles", True),
         "RoleBinding": ("rolebindings", True),

@@ -18,6 +18,9 @@ from qhybrid.blueprint.helm_values import merge_values
 from qhybrid.blueprint.names import (
     ARTIFACT_PVC,
     ARTIFACT_REPOSITORY_CONFIGMAP,
+    CACHE_LABELS,
+    CACHE_NAMESPACE,
+    CACHE_PORT,
     GATEWAY_LABELS,
     GATEWAY_NAMESPACE,
     PART_OF,
@@ -180,7 +183,7 @@ def artifact_repository(config: StackConfig, access_key: Any, secret_key: Any) -
 
 
 def workflow_network_policies(config: StackConfig) -> list[dict[str, Any]]:
-    """Return the workflow namespace's policies: no ingress; egress to DNS, gateway, cluster ranges."""
+    """Return the workflow namespace's policies: no ingress; egress to DNS, gateway, cache, cluster ranges."""
     ns = config.workflow_namespace
     dns = dns_egress_rule()
     gateway = {
@@ -188,6 +191,10 @@ def workflow_network_policies(config: StackConfig) -> list[dict[str, Any]]:
         "ports": [{"protocol": "TCP", "port": config.gateway_port}],
     }
     cluster = {"to": [{"ipBlock": {"cidr": cidr}} for cidr in config.workflow_egress_cidrs]}
+    result_cache = {
+        "to": [namespace_peer(CACHE_NAMESPACE, CACHE_LABELS)],
+        "ports": [{"protocol": "TCP", "port": CACHE_PORT}],
+    }
     return [
         {
             "apiVersion": "networking.k8s.io/v1",
@@ -197,7 +204,7 @@ def workflow_network_policies(config: StackConfig) -> list[dict[str, Any]]:
                 "podSelector": {},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [],
-                "egress": [dns, gateway, cluster],
+                "egress": [dns, gateway, *([result_cache] if config.cache_enabled else []), cluster],
             },
         }
     ]

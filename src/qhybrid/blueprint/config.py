@@ -159,6 +159,9 @@ class StackConfig:
     gateway_egress_cidrs: tuple[str, ...]
     workflow_egress_cidrs: tuple[str, ...]
     qpu_provider_instance: str
+    cache_enabled: bool
+    cache_max_memory_mib: int
+    cache_storage_size: str
     prometheus_retention: str
     secrets_set: frozenset[str] = field(default_factory=frozenset)  # names only, never values
 
@@ -188,6 +191,10 @@ class StackConfig:
                 raise ConfigError(_camel(name), f"must be zero or more, got {getattr(self, name)}")
         if self.system_nodes < 1:
             raise ConfigError("systemNodes", "the platform's controllers need at least one system node")
+        if self.cache_max_memory_mib < 16:
+            raise ConfigError("cacheMaxMemoryMib", f"must be at least 16, got {self.cache_max_memory_mib}")
+        if not _QUANTITY.match(self.cache_storage_size):
+            raise ConfigError("cacheStorageSize", f"{self.cache_storage_size!r} is not a quantity like 2Gi")
         if not _QUANTITY.match(self.artifact_pvc_size):
             raise ConfigError("artifactPvcSize", f"{self.artifact_pvc_size!r} is not a quantity like 20Gi")
         if not _DURATION.match(self.prometheus_retention):

@@ -14,6 +14,7 @@ ARGO_NAMESPACE = "argo"
 KUEUE_NAMESPACE = "kueue-system"
 MONITORING_NAMESPACE = "monitoring"
 GATEWAY_NAMESPACE = "qhybrid-gateway"
+CACHE_NAMESPACE = "qhybrid-cache"
 
 # Helm release names (chart resources are named after them).
 ARGO_RELEASE = "argo-workflows"
@@ -33,6 +34,18 @@ GATEWAY_CONFIG_DIR = "/etc/qhybrid-gateway"
 GATEWAY_CONFIG_FILE = "config.yaml"
 GATEWAY_STATE_CLAIM = "qpu-gateway-state"
 GATEWAY_STATE_DIR = "/var/lib/qhybrid-gateway"
+
+# The shared result cache (Valkey): its Service, ports, and the workflow steps that may reach it.
+CACHE_NAME = "result-cache"
+CACHE_LABELS = {"app.kubernetes.io/name": CACHE_NAME, "app.kubernetes.io/component": "result-cache"}
+CACHE_PORT = 6379
+CACHE_PORT_NAME = "valkey"
+CACHE_METRICS_PORT = 9121
+CACHE_METRICS_PORT_NAME = "metrics"
+CACHE_CONFIG_MAP = "result-cache-config"
+# Every workflow pod carries its step's name under this label; the cache admits these steps.
+WORKFLOW_STEP_LABEL = "qhybrid.io/step"
+CACHE_CLIENT_STEPS = ("generate", "execute")
 
 # Workflow pods: their service account and the label every worker pod carries,
 # which the gateway's NetworkPolicy admits.

@@ -12,6 +12,7 @@ from typing import Any
 
 from qhybrid.blueprint.names import (
     ARGO_NAMESPACE,
+    CACHE_NAMESPACE,
     GATEWAY_NAMESPACE,
     KUEUE_NAMESPACE,
     MONITORING_NAMESPACE,
@@ -44,6 +45,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     KUEUE_NAMESPACE: "baseline",
     MONITORING_NAMESPACE: "privileged",
     GATEWAY_NAMESPACE: "restricted",
+    CACHE_NAMESPACE: "restricted",
 }
 
 

@@ -72,6 +72,11 @@ CHARTS: dict[str, HelmChart] = {
     "dcgm-exporter": DCGM_EXPORTER,
 }
 
+# The result cache's server and its Prometheus exporter (no registry is reachable from
+# where the blueprint is built: the tags are the ones their release notes list).
+VALKEY_IMAGE = "valkey/valkey:8.1.1-alpine"  # valkey.io release notes 8.1.1 (2025-04-23), Docker Hub tags
+REDIS_EXPORTER_IMAGE = "oliver006/redis_exporter:v1.63.0"  # oliver006/redis_exporter release v1.63.0
+
 # kind v0.32.0's default node image (checked 2026-11-29: kubernetes-sigs/kind tag v0.32.0,
 # pkg/apis/config/defaults/image.go), pinned by digest.
 KIND_VERSION = "v0.32.0"

@@ -8,7 +8,9 @@ the cache is bitwise what computing it would have given.
 
 Stages, cheapest first:
 1. operations as content tokens (custom gates by what they do, names dropped), barriers,
-   delays and identities dropped, classical bits by role (observable or QPD bit);
+   delays and identities dropped, classical bits by role (observable or QPD bit), and the
+   order of commuting operations (disjoint qubits, or diagonal in the computational basis)
+   left out: ops are written in a canonical topological order of the commutation DAG;
 2. trivial identities: zero-angle rotations, adjacent self-inverse pairs, adjacent
    rotations about one axis merged into one (a float sum, the same on every machine),
    a reset of a wire still in |0>;
@@ -48,6 +50,29 @@ _ROTATIONS = frozenset(
 )
 # Gates whose qubits can be swapped without changing the unitary: their slots are one slot.
 _SYMMETRIC = frozenset({"cz", "swap", "iswap", "rxx", "ryy", "rzz", "cp", "cu1", "ccz"})
+# Operations diagonal in the computational basis (a Z-basis measurement's projectors are too):
+# any two of them commute, so their order on a wire is not part of a circuit's meaning.
+_DIAGONAL = frozenset(
+    {
+        "z",
+        "s",
+        "sdg",
+        "t",
+        "tdg",
+        "rz",
+        "p",
+        "u1",
+        "cz",
+        "ccz",
+        "cp",
+        "cu1",
+        "crz",
+        "rzz",
+        "cs",
+        "csdg",
+        "measure",
+    }
+)
 
 
 class NotCanonicalisable(ValueError):
@@ -188,18 +213,46 @@ def _angle(op: _Op) -> float | None:
     return None
 
 
-def _simplify(ops: list[_Op], num_qubits: int) -> list[_Op]:
-    """Stage 2: drop trivial identities, cancelling and merging adjacent pairs as they meet."""
-    out: list[_Op | None] = []
-    wires: list[list[int]] = [[] for _ in range(num_qubits)]  # indices into out, per qubit
+def _partner(op: _Op, out: list[_Op | None], wires: list[list[int]]) -> int | None:
+    """Return the index of an earlier op that ``op`` cancels or merges with, if any.
 
-    def pop(index: int) -> _Op:
-        op = out[index]
-        assert op is not None
-        for q in op.qubits:
-            wires[q].pop()
-        out[index] = None
-        return op
+    A non-diagonal op pairs only with the op right before it on all its wires. A diagonal
+    op may also reach back past diagonal ops (they commute), so the result does not depend
+    on the order in which commuting operations were written.
+    """
+    if op.clbits or (op.name not in _SELF_INVERSE and _angle(op) is None):
+        return None
+    shape = _slot_order(op.name, list(op.qubits))
+    first = wires[op.qubits[0]]
+    if not first:
+        return None
+    reach = (
+        range(len(first) - 1, -1, -1) if op.name in _DIAGONAL else range(len(first) - 1, len(first) - 2, -1)
+    )
+    for position in reach:
+        j = first[position]
+        candidate = out[j]
+        assert candidate is not None
+        if candidate.name == op.name and _slot_order(candidate.name, list(candidate.qubits)) == shape:
+            if all(
+                j in wires[q] and all(out[k].name in _DIAGONAL for k in wires[q][wires[q].index(j) + 1 :])  # type: ignore[union-attr]
+                for q in op.qubits
+            ) and (op.name in _DIAGONAL or all(wires[q][-1] == j for q in op.qubits)):
+                return j
+        if candidate.name not in _DIAGONAL:
+            return None
+    return None
+
+
+def _simplify(ops: list[_Op], num_qubits: int) -> list[_Op]:
+    """Stage 2: drop trivial identities, cancelling and merging pairs as they meet.
+
+    Merged rotation angles are summed with ``math.fsum`` (correctly rounded), so the merged
+    angle does not depend on the order the parts came in.
+    """
+    out: list[_Op | None] = []
+    parts: dict[int, list[float]] = {}  # merged rotation at index -> the angles it sums
+    wires: list[list[int]] = [[] for _ in range(num_qubits)]  # indices into out, per qubit
 
     for op in ops:
         angle = _angle(op)
@@ -207,25 +260,26 @@ def _simplify(ops: list[_Op], num_qubits: int) -> list[_Op]:
             continue
         if op.name == "reset" and not wires[op.qubits[0]]:
             continue  # every wire starts in |0>
-        tops = {wires[q][-1] if wires[q] else -1 for q in op.qubits}
-        previous = out[tops.pop()] if len(tops) == 1 and -1 not in tops else None
-        if (
-            previous is not None
-            and not op.clbits
-            and previous.name == op.name
-            and _slot_order(op.name, list(previous.qubits)) == _slot_order(op.name, list(op.qubits))
-        ):
+        j = _partner(op, out, wires)
+        if j is not None:
+            previous = out[j]
+            assert previous is not None
             if op.name in _SELF_INVERSE:
-                pop(wires[op.qubits[0]][-1])
+                out[j] = None
+                for q in previous.qubits:
+                    wires[q].remove(j)
                 continue
-            previous_angle = _angle(previous)
-            if angle is not None and previous_angle is not None:
-                pop(wires[op.qubits[0]][-1])
-                total = previous_angle + angle
-                if total == 0.0:
-                    continue
-                merged = type(op.operation)(total)
-                op = _Op(op.name, operation_token(merged), previous.qubits, (), merged)
+            assert angle is not None
+            parts.setdefault(j, [_angle(previous) or 0.0]).append(angle)
+            total = math.fsum(parts[j])
+            if total == 0.0:
+                out[j] = None
+                for q in previous.qubits:
+                    wires[q].remove(j)
+                continue
+            merged = type(op.operation)(total)
+            out[j] = _Op(op.name, operation_token(merged), previous.qubits, (), merged)
+            continue
         out.append(op)
         for q in op.qubits:
             wires[q].append(len(out) - 1)
@@ -237,24 +291,37 @@ def _wire_graph(
 ) -> tuple[list[list[int]], list[list[tuple[int, str]]], dict[tuple[str, int], int]]:
     """Return each op's predecessors (ordering), and the labelled adjacency of the colour graph.
 
-    Nodes: ops 0..m-1, then one input node per qubit, then one node per classical bit.
+    The graph is a commutation DAG: operations diagonal in the computational basis
+    (``rz``, ``cz``, ``rzz``, Z-basis measurements, ...) commute with each other, so a run
+    of them on a wire is unordered; each depends on the last non-diagonal operation before
+    it, and the next non-diagonal operation depends on all of them. The QPD's local
+    operations at a cut are diagonal, which is what makes two halves of a symmetric circuit
+    one circuit relabelled. Nodes: ops 0..m-1, then one input node per qubit, then one node
+    per classical bit.
     """
     m = len(ops)
     clbit_node: dict[tuple[str, int], int] = {}
     adjacency: list[list[tuple[int, str]]] = [[] for _ in range(m + num_qubits)]
-    last_on_wire: list[tuple[int, int]] = [(m + q, 0) for q in range(num_qubits)]  # (node, slot)
+    # Per wire: the last non-diagonal op (or the input node) and the diagonal ops since, as (node, slot).
+    anchor: list[tuple[int, int]] = [(m + q, 0) for q in range(num_qubits)]
+    block: list[list[tuple[int, int]]] = [[] for _ in range(num_qubits)]
     last_on_clbit: dict[tuple[str, int], int] = {}
     predecessors: list[list[int]] = [[] for _ in range(m)]
     for j, op in enumerate(ops):
         symmetric = op.name in _SYMMETRIC
+        diagonal = op.name in _DIAGONAL
         for position, q in enumerate(op.qubits):
             slot = 0 if symmetric else position
-            node, their_slot = last_on_wire[q]
-            adjacency[j].append((node, f"P{slot}.{their_slot}"))
-            adjacency[node].append((j, f"S{their_slot}.{slot}"))
-            if node < m:
-                predecessors[j].append(node)
-            last_on_wire[q] = (j, slot)
+            before = [anchor[q]] if diagonal or not block[q] else block[q]
+            for node, their_slot in before:
+                adjacency[j].append((node, f"P{slot}.{their_slot}"))
+                adjacency[node].append((j, f"S{their_slot}.{slot}"))
+                if node < m:
+                    predecessors[j].append(node)
+            if diagonal:
+                block[q].append((j, slot))
+            else:
+                anchor[q], block[q] = (j, slot), []
         for bit in op.clbits:
             if bit not in clbit_node:
                 clbit_node[bit] = len(adjacency)

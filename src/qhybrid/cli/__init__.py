@@ -16,6 +16,7 @@ from qhybrid.cli.cache import cache_app
 from qhybrid.cli.gateway import gateway_app
 from qhybrid.cli.ops import drift, gameday, preflight
 from qhybrid.cli.platform import platform_app
+from qhybrid.cli.qaoa import run_qaoa_command  # noqa: F401 - registers `run qaoa`
 from qhybrid.cli.run import plan, run_app
 from qhybrid.cli.runs import runs_app, status
 from qhybrid.cli.step import step_app

@@ -98,19 +98,20 @@ GATEWAY_OPTIONS: dict[str, tuple[Any, Any]] = {
     ),
 }  # fmt: skip
 _CACHE_PANEL = "Result cache"
+
+
+def _cache_location_option(shown: str) -> tuple[Any, Any]:
+    option = typer.Option(
+        envvar="QHYBRID_CACHE",
+        help="Result cache: an LMDB folder, or redis://host:port/db (Redis or Valkey); off: none.",
+        show_default=shown,
+        rich_help_panel=_CACHE_PANEL,
+    )
+    return Annotated[str | None, option], None
+
+
 CACHE_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "cache": (
-        Annotated[
-            str | None,
-            typer.Option(
-                envvar="QHYBRID_CACHE",
-                help="Result cache: an LMDB folder, or redis://host:port/db (Redis or Valkey); off: none.",
-                show_default="$XDG_CACHE_HOME/qhybrid/results.lmdb",
-                rich_help_panel=_CACHE_PANEL,
-            ),
-        ],
-        None,
-    ),
+    "cache": _cache_location_option("$XDG_CACHE_HOME/qhybrid/results.lmdb"),
     "no_cache": (
         Annotated[
             bool, typer.Option("--no-cache", help="Use no result cache.", rich_help_panel=_CACHE_PANEL)
@@ -242,12 +243,21 @@ def gateway_options(command: Command) -> Command:
 
 
 def cache_options(command: Command) -> Command:
-    """Give ``command`` --cache and --no-cache; it receives them as ``cache: CacheSettings``."""
+    """Give ``command`` --cache and --no-cache (default: the embedded cache) as ``cache: CacheSettings``."""
+    return _cache_options(command, CACHE_OPTIONS, default_on=True)
 
+
+def step_cache_options(command: Command) -> Command:
+    """Like :func:`cache_options`, but off unless --cache is given (a workflow step names its cache)."""
+    extra = {**CACHE_OPTIONS, "cache": _cache_location_option("none")}
+    return _cache_options(command, extra, default_on=False)
+
+
+def _cache_options(command: Command, extra: dict[str, tuple[Any, Any]], *, default_on: bool) -> Command:
     def build(values: dict[str, Any]) -> CacheSettings:
-        if values["no_cache"]:
-            return CacheSettings(enabled=False)
         location = values["cache"]
+        if values["no_cache"] or (location is None and not default_on):
+            return CacheSettings(enabled=False)
         if location is not None and location.strip().lower() in ("off", "none", ""):
             return CacheSettings(enabled=False)
         max_mib = values["cache_max_mib"]
@@ -255,7 +265,7 @@ def cache_options(command: Command) -> Command:
             raise InputError("--cache-max-mib", f"must be at least 1, got {max_mib}")
         return CacheSettings(location=location, max_bytes=max_mib << 20)
 
-    return _with_parameters(command, "cache", CACHE_OPTIONS, build)
+    return _with_parameters(command, "cache", extra, build)
 
 
 def gateway_client_options(command: Command) -> Command:

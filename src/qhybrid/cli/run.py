@@ -59,6 +59,13 @@ def run_cutting(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")
     ] = False,
+    sweep: Annotated[
+        str | None,
+        typer.Option(
+            help="Run a sweep instead: LABEL=START:STOP:N adds N offsets (START to STOP) to the "
+            "rotation angles on partition LABEL; one run per point under OUT/points."
+        ),
+    ] = None,
 ) -> None:
     """Cut a circuit, run its subexperiments, reconstruct the observable, compare with exact."""
     from qhybrid.pipeline.rundir import RunDir
@@ -76,6 +83,12 @@ def run_cutting(
                 return
             out = out or default_run_dir(spec)
             check_writable(out)
+        if sweep is not None:
+            from qhybrid.pipeline.sweep import Sweep, run_sweep
+
+            table = run_sweep(spec, Sweep.parse(sweep), out, cache=cache, gateway=gateway, workers=workers)
+            print_sweep(table, out, as_json=json_output)
+            return
         report = run_local(
             spec,
             out,
@@ -101,6 +114,24 @@ def run_cutting(
         )
         if strict:
             raise typer.Exit(EXIT_FAILED_OVER)
+
+
+def print_sweep(table: dict[str, Any], out: Path, *, as_json: bool) -> None:
+    """Print a sweep's table (or its JSON)."""
+    if as_json:
+        sys.stdout.write(json.dumps({**table, "out": str(out)}, sort_keys=True) + "\n")
+        return
+    sys.stdout.write("point  offset              estimate           exact              served\n")
+    for row in table["rows"]:
+        exact = "-" if row["exact"] is None else f"{row['exact']:+.12f}"
+        sys.stdout.write(
+            f"{row['point']:>5}  {row['offset']:<18.12g}  {row['estimate']:+.12f}  {exact:<17}  "
+            f"{row['served']}/{row['unique']}\n"
+        )
+    sys.stdout.write(
+        f"cache           {table['served_from_cache']} of {table['unique']} unique subexperiments served "
+        f"({table['share_served']:.1%})\nsweep           {out / 'sweep.json'}, {out / 'sweep.png'}\n"
+    )
 
 
 def resumed_spec(resume: Path, problem: ProblemFlags) -> RunSpec:

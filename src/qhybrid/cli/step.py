@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from qhybrid.backends import GatewaySettings
-from qhybrid.cli.options import gateway_options, problem_options
+from qhybrid.cache.session import CacheSettings
+from qhybrid.cli.options import gateway_options, problem_options, step_cache_options
 from qhybrid.cli.terminal import print_report, user_errors
 from qhybrid.spec import ProblemFlags
 
@@ -17,11 +18,13 @@ step_app = typer.Typer(no_args_is_help=True, help="Run one step of a workflow ov
 
 
 @step_app.command("generate")
+@step_cache_options
 @gateway_options
 @problem_options
 def step_generate(
     problem: ProblemFlags,
     gateway: GatewaySettings,
+    cache: CacheSettings,
     out: Annotated[Path, typer.Option(help="Run directory to create.")],
     check_backends: Annotated[
         bool,
@@ -37,14 +40,21 @@ def step_generate(
 
     with user_errors():
         spec = spec_from_flags(problem)
-        counts = generate(RunDir(out), spec, check_backends=check_backends, gateway=gateway)["counts"]
-    print(f"{counts['unique']} unique subexperiments ({counts['subexperiments']} in all) in {out}")
+        manifest = generate(RunDir(out), spec, check_backends=check_backends, gateway=gateway, cache=cache)
+    counts = manifest["counts"]
+    cached = manifest.get("cached_before_execute", 0)
+    print(
+        f"{counts['unique']} unique subexperiments ({counts['subexperiments']} in all) in {out}"
+        + (f"; {cached} already in the cache" if cached else "")
+    )
 
 
 @step_app.command("execute")
+@step_cache_options
 @gateway_options
 def step_execute(
     gateway: GatewaySettings,
+    cache: CacheSettings,
     run_dir: Annotated[Path, typer.Option(help="Run directory.")],
     start: Annotated[int, typer.Option(help="First unique subexperiment.")] = 0,
     stop: Annotated[int | None, typer.Option(help="One past the last.", show_default="all")] = None,
@@ -60,7 +70,7 @@ def step_execute(
     with user_errors():
         directory = RunDir(run_dir)
         end = stop if stop is not None else directory.generated().manifest["counts"]["unique"]
-        reply = execute(directory, start, end, backend, gateway=gateway)
+        reply = execute(directory, start, end, backend, gateway=gateway, cache=cache)
     state = "already done" if reply["skipped"] else f"simulated in {reply['simulation_seconds']:.3f}s"
     which = "" if backend is None else f" on {backend}"
     print(f"subexperiments [{start}, {end}){which} {state}")
@@ -84,12 +94,17 @@ def step_batches(
     from qhybrid.workflow.batching import parse_slots, split_batches
 
     with user_errors():
-        plan = RunDir(run_dir).generated().plan
-        batches = split_batches([entry.backend for entry in plan.unique], parse_slots(slots), per_pod)
+        directory = RunDir(run_dir)
+        backends = [entry.backend for entry in directory.generated().plan.unique]
+        # Results generate already served from the cache need no pod.
+        done = {uid for start, stop in directory.done_ranges(backends) for uid in range(start, stop)}
+        batches = split_batches(backends, parse_slots(slots), per_pod, done)
         for name, items in batches.items():
             atomic.write_text(out_dir / f"{name}.json", json.dumps(items, separators=(",", ":")))
     for name, items in batches.items():
         print(f"{name}: {sum(b['count'] for b in items)} unique subexperiments in {len(items)} batches")
+    if done:
+        print(f"cached: {len(done)} unique subexperiments already have a result")
 
 
 @step_app.command("reconstruct")

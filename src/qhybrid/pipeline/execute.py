@@ -53,8 +53,16 @@ def execute(
     ids = [uid for uid in range(start, stop) if backend is None or run.plan.unique[uid].backend == backend]
     if not ids:
         raise InputError("--backend", f"no unique subexperiment of [{start}, {stop}) runs on {backend!r}")
+    skipped = {"start": start, "stop": stop, "skipped": True, "simulation_seconds": 0.0, "wall_seconds": 0.0}
     if run_dir.result_file(start, stop, backend).is_file():
-        return {"start": start, "stop": stop, "skipped": True, "simulation_seconds": 0.0, "wall_seconds": 0.0}
+        return skipped
+    if backend is not None:
+        # A branch's batch skips what generate already served from the cache (its own file).
+        backends = [entry.backend for entry in run.plan.unique]
+        served = {uid for a, b in run_dir.done_ranges(backends) for uid in range(a, b)}
+        ids = [uid for uid in ids if uid not in served]
+        if not ids:
+            return skipped
     entries = [run.plan.unique[uid] for uid in ids]
     # The plan carries canonical forms when generate had a cache: then only the
     # subexperiments that must be computed are read (or rebuilt, for a run without shards).

@@ -24,6 +24,7 @@ from qhybrid.cutting.policies import get_policy
 from qhybrid.cutting.problem import CuttingProblem
 from qhybrid.errors import InputError, RunDirError
 from qhybrid.pipeline.memo import recall_plan, remember_plan
+from qhybrid.pipeline.prefill import serve_cached
 from qhybrid.pipeline.rundir import SHARD_SIZE, RunDir, write_shards
 from qhybrid.pipeline.simulate import canonical_refs
 from qhybrid.provenance import environment
@@ -98,7 +99,9 @@ def generate(
         timings["generate"] = time.perf_counter() - started
         remembered = {**memo["manifest"], "shards_written": False, "shard_sha256": [], "timings": timings}
         atomic.write_json(run_dir.manifest_file, {**remembered, "plan_from_cache": True})
-        return run_dir.generated().manifest
+        assert session is not None  # a memo comes only from a cache
+        served = serve_cached(run_dir, session)
+        return {**run_dir.generated().manifest, "cached_before_execute": served}
     problem, plan, circuits = _plan_of(spec)
     backends = plan.backend_counts()
     if spec.mode == "exact" and set(backends) - SIMULATOR_BACKENDS:
@@ -154,6 +157,8 @@ def generate(
     # An in-process execute then uses these circuits instead of reading back the QPY
     # just written; worker processes and pods read the shards.
     run_dir.generated().hold_circuits(circuits)
+    if session is not None:  # hits are served now, so execute (and a workflow's batches) see only misses
+        return {**manifest, "cached_before_execute": serve_cached(run_dir, session)}
     return manifest
 
 

@@ -43,7 +43,7 @@ def canonical_refs(circuits: Sequence[QuantumCircuit]) -> list[CanonicalRef | No
     return refs
 
 
-def simulate(
+def _simulate(
     backend: AerBackend,
     load: Callable[[list[int]], list[QuantumCircuit]],
     *,
@@ -53,13 +53,15 @@ def simulate(
     session: CacheSession,
     run: str,
     refs: Sequence[CanonicalRef | None] | None = None,
-) -> list[OutcomeDistribution]:
+    compute: bool = True,
+) -> list[OutcomeDistribution | None]:
     """Return each subexperiment's distribution, computing each distinct canonical form at most once.
 
     ``load(positions)`` returns the circuits at those positions: it is called for all of
     them when ``refs`` (their canonical forms, from the plan) are not given, else only for
     those that must be computed, so a fully cached batch reads no circuit. ``run`` names
-    the writer in the provenance of entries written.
+    the writer in the provenance of entries written. ``compute=False`` only looks up: what
+    is not cached comes back as None (generate serves hits before any pod starts).
     """
     count = len(fingerprints)
     if len(seeds) != count:
@@ -100,6 +102,11 @@ def simulate(
         session.count(_hit_kind(entry, fingerprints[i], ref))
         session.count(source)
         canonical[i] = entry.distribution
+    if not compute:
+        return [
+            None if ref is None or c is None else _finish(ref.to_circuit_labels(c), shots, seeds[i])
+            for i, (ref, c) in enumerate(zip(refs, canonical, strict=True))
+        ]
     positions = list(to_compute.values())
     needed = [i for i in positions + direct if i not in loaded]
     loaded.update(zip(needed, load(needed), strict=True))
@@ -134,8 +141,59 @@ def simulate(
                 session.count("from_memory")
     session.count("computed", len(positions) + len(direct))
     direct_results = dict(zip(direct, backend.exact_distributions([loaded[i] for i in direct]), strict=True))
-    results = []
-    for i, ref in enumerate(refs):
-        exact = direct_results[i] if ref is None else ref.to_circuit_labels(canonical[i])  # type: ignore[arg-type]
-        results.append(exact if shots is None else draw_shots(exact, shots, seeds[i]))
-    return results
+    return [
+        _finish(direct_results[i] if ref is None else ref.to_circuit_labels(canonical[i]), shots, seeds[i])  # type: ignore[arg-type]
+        for i, ref in enumerate(refs)
+    ]
+
+
+def simulate(
+    backend: AerBackend,
+    load: Callable[[list[int]], list[QuantumCircuit]],
+    *,
+    fingerprints: Sequence[str],
+    shots: int | None,
+    seeds: Sequence[int],
+    session: CacheSession,
+    run: str,
+    refs: Sequence[CanonicalRef | None] | None = None,
+) -> list[OutcomeDistribution]:
+    """Return every subexperiment's distribution, computing what the cache does not hold (see _simulate)."""
+    results = _simulate(
+        backend,
+        load,
+        fingerprints=fingerprints,
+        shots=shots,
+        seeds=seeds,
+        session=session,
+        run=run,
+        refs=refs,
+    )
+    done = [r for r in results if r is not None]
+    assert len(done) == len(results)
+    return done
+
+
+def cached_results(
+    backend: AerBackend,
+    refs: Sequence[CanonicalRef | None],
+    *,
+    fingerprints: Sequence[str],
+    shots: int | None,
+    seeds: Sequence[int],
+    session: CacheSession,
+) -> list[OutcomeDistribution | None]:
+    """Return the distributions the cache already holds (None for the rest); compute nothing."""
+
+    def nothing(positions: list[int]) -> list[QuantumCircuit]:
+        raise AssertionError("a lookup-only pass loads no circuit")
+
+    return _simulate(
+        backend, nothing, fingerprints=fingerprints, shots=shots, seeds=seeds, session=session, run="",
+        refs=refs, compute=False,
+    )  # fmt: skip
+
+
+def _finish(exact: OutcomeDistribution, shots: int | None, seed: int) -> OutcomeDistribution:
+    """The subexperiment's result: its exact distribution, or ``shots`` drawn from it with its seed."""
+    return exact if shots is None else draw_shots(exact, shots, seed)

@@ -20,7 +20,7 @@ and the workflow builder both use it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from qhybrid.blueprint.config import StackConfig
@@ -113,7 +113,10 @@ def branch_slots(config: StackConfig, policy: str) -> dict[str, int]:
 
 
 def split_batches(
-    backends: Sequence[str], branch_slots: Mapping[str, int], per_pod: int | None = None
+    backends: Sequence[str],
+    branch_slots: Mapping[str, int],
+    per_pod: int | None = None,
+    done: Set[int] = frozenset(),
 ) -> dict[str, list[dict[str, int]]]:
     """Split each branch's unique ids (``backends``: the backend of each, plan order) into batches.
 
@@ -121,6 +124,7 @@ def split_batches(
     batches whose sizes differ by at most one; with it, batches of ``per_pod``
     (``per_pod=1`` is the paper's one pod per subexperiment). Every branch named in
     ``branch_slots`` gets a list (possibly empty); a backend without a branch is refused.
+    Ids in ``done`` (results generate already served from the cache) get no batch.
     """
     if per_pod is not None and per_pod < 1:
         raise InputError("--per-pod", f"must be at least 1, got {per_pod}")
@@ -134,7 +138,7 @@ def split_batches(
         )
     result: dict[str, list[dict[str, int]]] = {}
     for name, count in branch_slots.items():
-        ids = [uid for uid, backend in enumerate(backends) if backend == name]
+        ids = [uid for uid, backend in enumerate(backends) if backend == name and uid not in done]
         if not ids:
             result[name] = []
             continue

@@ -27,6 +27,7 @@ from hera.workflows import DAG, Container, Parameter, RawArtifact, RetryStrategy
 from hera.workflows import models as m
 from hera.workflows.archive import NoneArchiveStrategy
 
+from qhybrid.blueprint.cache import cache_url
 from qhybrid.blueprint.config import StackConfig
 from qhybrid.blueprint.names import (
     ARTIFACT_PVC,
@@ -38,6 +39,7 @@ from qhybrid.blueprint.names import (
     WORKER_GATEWAY_TOKEN_FILE,
     WORKER_LABELS,
     WORKFLOW_SERVICE_ACCOUNT,
+    WORKFLOW_STEP_LABEL,
 )
 from qhybrid.blueprint.namespaces import restricted_container_security, restricted_pod_security
 from qhybrid.blueprint.pools import KUEUE_QUEUE_LABEL, RESOURCE_CLASSES, pool_placement
@@ -47,7 +49,7 @@ from qhybrid.workflow.batching import EXECUTOR, MAIN_REQUESTS, Requests, branch_
 
 GENERATE_NAME = "cutting-"
 BRANCH_LABEL = "qhybrid.io/branch"
-STEP_LABEL = "qhybrid.io/step"
+STEP_LABEL = WORKFLOW_STEP_LABEL
 # artifactStore=pvc: the shared volume is mounted here in every pod; each workflow
 # works in its own run directory under it. artifactStore=s3: an emptyDir, filled
 # and emptied by Argo's input and output artifacts under qhybrid/<workflow>/.
@@ -131,6 +133,9 @@ class _Builder:
         self.run_dir = run_dir(config)
         self.slots = branch_slots(config, spec.policy)
         self.pvc = config.artifact_store == "pvc"
+        # The shared result cache: generate looks hits up first (batches hold only misses)
+        # and execute pods read and write it. Only these two steps may reach it.
+        self.cache_args = ["--cache", cache_url(config)] if config.cache_enabled else []
 
     def _run_artifacts(self, *names: str) -> list[S3Artifact]:
         paths = {
@@ -242,6 +247,7 @@ class _Builder:
                 rd,
                 *spec_to_args(self.spec, circuit_path=CIRCUIT_PATH),
                 "--no-check-backends",
+                *self.cache_args,
             ],
             inputs=(
                 [RawArtifact(name="circuit", path=CIRCUIT_PATH, data=self.spec.circuit_qasm)]
@@ -264,6 +270,7 @@ class _Builder:
         for name in self.slots:
             args = ["step", "execute", "--run-dir", rd, "--backend", name]
             args += ["--start", "{{inputs.parameters.start}}", "--stop", "{{inputs.parameters.stop}}"]
+            args += self.cache_args
             if name == "qpu":
                 token_file = f"{WORKER_GATEWAY_TOKEN_DIR}/{WORKER_GATEWAY_TOKEN_FILE}"
                 args += ["--gateway-url", gateway_url(self.config), "--gateway-token-file", token_file]

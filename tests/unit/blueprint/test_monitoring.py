@@ -11,7 +11,7 @@ import pytest
 from qhybrid.blueprint import argo, gateway, kueue, monitoring
 from qhybrid.blueprint import validate as crd_checks
 from qhybrid.blueprint.config import load_stack_file
-from qhybrid.blueprint.monitoring import alerts, dashboards
+from qhybrid.blueprint.monitoring import alerts, dashboards, panels
 from qhybrid.blueprint.monitoring import metric_names as m
 from qhybrid.blueprint.names import (
     ARGO_NAMESPACE,
@@ -397,7 +397,7 @@ def test_dashboards_have_stable_unique_uids_and_ids(config):
     for board in boards:
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids)) and all(isinstance(i, int) and i > 0 for i in ids)
-        assert board["templating"]["list"][0]["name"] == dashboards.DATASOURCE_VARIABLE
+        assert board["templating"]["list"][0]["name"] == panels.DATASOURCE_VARIABLE
         assert board["editable"] is False
 
 

@@ -16,6 +16,7 @@ PARTS = {
     "qhybrid:kueue:Kueue",
     "qhybrid:monitoring:Monitoring",
     "qhybrid:gateway:QpuGateway",
+    "qhybrid:cache:ResultCache",
 }
 
 
@@ -123,20 +124,22 @@ COMMON = {
     "qhybrid:kueue:Kueue": 1,
     "qhybrid:monitoring:Monitoring": 1,
     "qhybrid:gateway:QpuGateway": 1,
+    "qhybrid:cache:ResultCache": 1,
     "pulumi:providers:kubernetes": 1,
-    "kubernetes:core/v1:Namespace": 5,
+    "kubernetes:core/v1:Namespace": 6,
     "kubernetes:core/v1:ServiceAccount": 2,
-    "kubernetes:core/v1:Service": 1,
+    "kubernetes:core/v1:Service": 2,  # the gateway's, the result cache's
     "kubernetes:apps/v1:Deployment": 1,
+    "kubernetes:apps/v1:StatefulSet": 1,  # the result cache (Valkey)
     "kubernetes:policy/v1:PodDisruptionBudget": 1,
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 2,
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 3,
     "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
     "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1,
     "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": 1,  # the gateway may review tokens
     "kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor": 3,
     "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue": 3,
     "kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue": 3,
-    "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": 2,
+    "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": 3,
     "kubernetes:monitoring.coreos.com/v1:PodMonitor": 1,
     "kubernetes:monitoring.coreos.com/v1:PrometheusRule": 1,
 }
@@ -146,7 +149,7 @@ EXPECTED = {
         "command:local:Command": 2,  # create/delete the cluster; read its kubeconfig
         "kubernetes:helm.sh/v3:Release": 3,
         "kubernetes:core/v1:Secret": 2,  # provider credentials, Grafana admin
-        "kubernetes:core/v1:ConfigMap": 5,  # 4 dashboards, gateway config
+        "kubernetes:core/v1:ConfigMap": 6,  # 4 dashboards, gateway config, cache config
         "kubernetes:core/v1:PersistentVolume": 1,  # the shared host directory
         "kubernetes:core/v1:PersistentVolumeClaim": 2,  # artifacts, gateway state
     },
@@ -166,7 +169,7 @@ EXPECTED = {
         "kubernetes:storage.k8s.io/v1:StorageClass": 1,
         "kubernetes:helm.sh/v3:Release": 5,  # + NVIDIA device plugin, dcgm-exporter
         "kubernetes:core/v1:Secret": 3,  # + S3 artifact credentials
-        "kubernetes:core/v1:ConfigMap": 6,  # + the S3 artifact repository
+        "kubernetes:core/v1:ConfigMap": 7,  # + the S3 artifact repository
         "kubernetes:core/v1:PersistentVolumeClaim": 1,  # gateway state (artifacts go to S3)
     },
 }

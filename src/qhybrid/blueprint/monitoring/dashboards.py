@@ -12,24 +12,22 @@ as a ConfigMap that Grafana's dashboard sidecar loads.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator
 from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.builders import prometheus, stat, text, timeseries
-from grafana_foundation_sdk.cog import builder as cogbuilder
-from grafana_foundation_sdk.cog import variants as cogvariants
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.dashboard import DataSourceRef, Threshold, ThresholdsMode
+from grafana_foundation_sdk.builders import text
 
 from qhybrid.blueprint.config import StackConfig
 from qhybrid.blueprint.monitoring import alerts
 from qhybrid.blueprint.monitoring import metric_names as m
+from qhybrid.blueprint.monitoring.panels import dashboard as _dashboard
+from qhybrid.blueprint.monitoring.panels import row as _row
+from qhybrid.blueprint.monitoring.panels import stat_panel as _stat
+from qhybrid.blueprint.monitoring.panels import thresholds as _thresholds
+from qhybrid.blueprint.monitoring.panels import timeseries_panel as _timeseries
+from qhybrid.blueprint.monitoring.panels import to_dict as _to_dict
 
-DATASOURCE_VARIABLE = "datasource"
-DATASOURCE = DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VARIABLE}}}")
-TAGS = ["qhybrid"]
 POOL_LABEL = "label_qhybrid_io_pool"  # kube-state-metrics' name for node label qhybrid.io/pool
 
 UIDS = {
@@ -38,93 +36,6 @@ UIDS = {
     "compute": "qhybrid-compute",
     "qpu": "qhybrid-qpu-gateway",
 }
-
-
-def _thresholds(*steps: tuple[float | None, str]) -> db.ThresholdsConfig:
-    # The first step's value is None: Grafana's base colour (-Infinity).
-    return (
-        db.ThresholdsConfig()
-        .mode(ThresholdsMode.ABSOLUTE)
-        .steps([Threshold(value=value, color=color) for value, color in steps])
-    )
-
-
-def _targets(queries: list[tuple[str, str]]) -> list[cogbuilder.Builder[cogvariants.Dataquery]]:
-    refs = "ABCDEFGH"
-    targets: list[cogbuilder.Builder[cogvariants.Dataquery]] = [
-        prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(refs[i])
-        for i, (expr, legend) in enumerate(queries)
-    ]
-    return targets
-
-
-def _timeseries(
-    ids: Iterator[int],
-    title: str,
-    description: str,
-    queries: list[tuple[str, str]],
-    unit: str,
-    *,
-    width: int = 12,
-    thresholds: db.ThresholdsConfig | None = None,
-) -> timeseries.Panel:
-    panel = (
-        timeseries.Panel()
-        .id(next(ids))
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .targets(_targets(queries))
-        .unit(unit)
-        .span(width)
-        .height(8)
-    )
-    return panel.thresholds(thresholds) if thresholds is not None else panel
-
-
-def _stat(
-    ids: Iterator[int],
-    title: str,
-    description: str,
-    expr: str,
-    unit: str,
-    *,
-    thresholds: db.ThresholdsConfig | None = None,
-) -> stat.Panel:
-    panel = (
-        stat.Panel()
-        .id(next(ids))
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .targets(_targets([(expr, "")]))
-        .unit(unit)
-        .span(6)
-        .height(4)
-    )
-    return panel.thresholds(thresholds) if thresholds is not None else panel
-
-
-def _row(ids: Iterator[int], title: str) -> db.Row:
-    return db.Row(title).id(next(ids))
-
-
-def _dashboard(uid: str, title: str, description: str) -> db.Dashboard:
-    return (
-        db.Dashboard(title)
-        .uid(uid)
-        .description(description)
-        .tags(TAGS)
-        .readonly()  # provisioned from a ConfigMap: edits in the UI would be lost on restart
-        .refresh("30s")
-        .time("now-6h", "now")
-        .timezone("browser")
-        .with_variable(db.DatasourceVariable(DATASOURCE_VARIABLE).label("Data source").type("prometheus"))
-    )
-
-
-def _to_dict(dashboard: db.Dashboard) -> dict[str, Any]:
-    return json.loads(json.dumps(dashboard.build(), cls=JSONEncoder, sort_keys=True))
 
 
 def workflows_dashboard(config: StackConfig) -> dict[str, Any]:
@@ -194,7 +105,54 @@ def workflows_dashboard(config: StackConfig) -> dict[str, Any]:
                 "short",
             )
         )
+    if config.cache_enabled:
+        _result_cache_panels(board, ids)
     return _to_dict(board)
+
+
+def _result_cache_panels(board: db.Dashboard, ids: Iterator[int]) -> None:
+    """The shared result cache (Valkey, through redis_exporter): hit ratio, memory, evictions."""
+    job = f'job="{m.JOB_RESULT_CACHE}"'
+    hits = f"sum(rate({m.REDIS_KEYSPACE_HITS_TOTAL}{{{job}}}[$__rate_interval]))"
+    misses = f"sum(rate({m.REDIS_KEYSPACE_MISSES_TOTAL}{{{job}}}[$__rate_interval]))"
+    board.with_row(_row(ids, "Result cache"))
+    board.with_panel(
+        _timeseries(
+            ids,
+            "Cache hit ratio",
+            "Lookups the shared result cache answered / all lookups (plans, references and results). "
+            "Per-run hits by kind (exact, canonical, relabelled) are in each report.json.",
+            [(f"{hits} / ({hits} + {misses})", "hit ratio")],
+            "percentunit",
+            width=8,
+        )
+    )
+    board.with_panel(
+        _timeseries(
+            ids,
+            "Cache memory",
+            "Memory used against the maxmemory bound (cacheMaxMemoryMib); past it, LRU eviction.",
+            [
+                (f"sum({m.REDIS_MEMORY_USED_BYTES}{{{job}}})", "used"),
+                (f"sum({m.REDIS_MEMORY_MAX_BYTES}{{{job}}})", "bound"),
+            ],
+            "bytes",
+            width=8,
+        )
+    )
+    board.with_panel(
+        _timeseries(
+            ids,
+            "Cache evictions and availability",
+            "Entries evicted per second (LRU), and whether the exporter reaches the server (1 = up).",
+            [
+                (f"sum(rate({m.REDIS_EVICTED_KEYS_TOTAL}{{{job}}}[$__rate_interval]))", "evicted/s"),
+                (f"min({m.REDIS_UP}{{{job}}})", "up"),
+            ],
+            "short",
+            width=8,
+        )
+    )
 
 
 def queues_dashboard() -> dict[str, Any]:

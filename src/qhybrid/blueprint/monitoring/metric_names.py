@@ -41,8 +41,21 @@ from dataclasses import dataclass
 JOB_ARGO_CONTROLLER = "argo-workflows-controller"
 JOB_KUEUE_CONTROLLER = "kueue-controller"
 JOB_QPU_GATEWAY = "qpu-gateway"
+JOB_RESULT_CACHE = "result-cache"
 
 # --- QPU gateway (the contract) ---
+# The result cache's server, from redis_exporter (the names its v1.6x releases export).
+REDIS_KEYSPACE_HITS_TOTAL = "redis_keyspace_hits_total"
+REDIS_KEYSPACE_MISSES_TOTAL = "redis_keyspace_misses_total"
+REDIS_MEMORY_USED_BYTES = "redis_memory_used_bytes"
+REDIS_MEMORY_MAX_BYTES = "redis_memory_max_bytes"
+REDIS_EVICTED_KEYS_TOTAL = "redis_evicted_keys_total"
+REDIS_UP = "redis_up"
+# What a run's own processes count (prometheus_client, qhybrid.cache.session), by store.
+CACHE_LOOKUPS_TOTAL = "qhybrid_cache_lookups_total"
+CACHE_BYTES_TOTAL = "qhybrid_cache_bytes_total"
+CACHE_ERRORS_TOTAL = "qhybrid_cache_errors_total"
+
 GATEWAY_JOBS_TOTAL = "qhybrid_gateway_jobs_total"
 GATEWAY_JOBS_ACTIVE = "qhybrid_gateway_jobs_active"
 GATEWAY_JOB_LATENCY_SECONDS = "qhybrid_gateway_job_latency_seconds"
