@@ -93,8 +93,9 @@ def start_run(
     fail over, with ``failover_reason`` in its recorded reason).
     """
     directory = ws.root(workspace) / (out or f"runs/{name}")
+    # No result cache: a game day injects faults into execution, which a warm cache would skip.
     command = [
-        sys.executable, "-m", "qhybrid", "run", "cutting", *args,
+        sys.executable, "-m", "qhybrid", "run", "cutting", *args, "--no-cache",
         *_gateway_flags(workspace, gateway_backend, via_proxy), "--out", str(directory),
     ]  # fmt: skip
     log = ws.root(workspace) / "logs" / f"run-{name}.log"
@@ -147,7 +148,7 @@ def resume_run(workspace: str, name: str, timeout: float = 180.0, workers: int =
         raise ActivityFailed(f"run {name!r} is still running; it cannot be resumed now")
     command = [
         sys.executable, "-m", "qhybrid", "run", "cutting", "--resume", entry["dir"],
-        "--workers", str(workers),
+        "--workers", str(workers), "--no-cache",
         *_gateway_flags(workspace, entry["gateway_backend"], entry["via_proxy"]),
     ]  # fmt: skip
     process = ws.spawn(command, Path(entry["log"]), entry["env"])

@@ -23,7 +23,8 @@ def estimate_of(directory) -> float:
 @pytest.mark.parametrize("mode_args", [["--mode", "exact"], ["--mode", "sampled", "--shots", "1000"]])
 def test_bitwise_identical_across_processes_and_worker_counts(tmp_path, mode_args):
     # Given the same inputs and seed, run in three separate processes with 1 and 2 workers
-    common = ["run", "cutting", "--seed", "42", "--batch-size", "32", *mode_args]
+    # (computed each time: with the cache, later runs would be served before execute)
+    common = ["run", "cutting", "--seed", "42", "--batch-size", "32", "--no-cache", *mode_args]
     runs = {
         "one": [*common, "--workers", "1"],
         "two": [*common, "--workers", "2"],
@@ -48,11 +49,15 @@ def test_bitwise_identical_across_processes_and_worker_counts(tmp_path, mode_arg
         json.loads((tmp_path / n / "reconstruction.json").read_text())["term_values"] for n in runs
     ]
     assert reconstructions[0] == reconstructions[1] == reconstructions[2]
+    # And a run served from the (test session's) cache gives the same bits.
+    run_cli(*[a for a in common if a != "--no-cache"], "--out", str(tmp_path / "cached"), check=True)
+    assert estimate_of(tmp_path / "cached").hex() == estimates["one"]
 
 
 def test_resume_after_kill_gives_the_same_estimate(tmp_path):
-    # Given a reference run that was not interrupted
+    # Given a reference run that was not interrupted (no cache: the victim must compute)
     args = ["run", "cutting", "--mode", "sampled", "--shots", "2000", "--seed", "5", "--batch-size", "16"]
+    args.append("--no-cache")
     run_cli(*args, "--out", str(tmp_path / "reference"), check=True)
     # When a second run is killed (SIGKILL) once some but not all results exist
     victim = tmp_path / "victim"
@@ -79,7 +84,7 @@ def test_resume_after_kill_gives_the_same_estimate(tmp_path):
         read_result_file(path)
     # Then --resume finishes only the rest, reproduces the estimate bitwise, and leaves
     # no temporary file behind.
-    resumed = run_cli("run", "cutting", "--resume", str(victim), "--workers", "2", check=True)
+    resumed = run_cli("run", "cutting", "--resume", str(victim), "--workers", "2", "--no-cache", check=True)
     assert "estimate" in resumed.stdout
     assert estimate_of(victim).hex() == estimate_of(tmp_path / "reference").hex()
     assert not [p for p in victim.rglob("*.tmp")], "no temporary files survive a resume"

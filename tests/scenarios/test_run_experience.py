@@ -81,7 +81,7 @@ def test_plan_and_the_subexperiment_cap_on_the_qaoa_example(tmp_path):
     assert (
         "cuts            6: gate cut of rzz (A|B)" in plan.stdout and "widths {'A': 9, 'B': 1}" in plan.stdout
     )
-    assert re.search(r"estimate +memory [\d.]+ MiB, disk [\d.]+ MiB", plan.stdout)
+    assert re.search(r"estimate +memory [\d.]+ [KMG]iB, disk [\d.]+ [KMG]iB", plan.stdout), plan.stdout
     out = tmp_path / "run"
     refused = run_cli("run", "cutting", *flags, "--out", str(out))
     assert refused.returncode == 2 and not out.exists()

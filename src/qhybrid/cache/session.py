@@ -127,21 +127,31 @@ class CacheSession:
             self._store = None
 
     def remembered(self, key: bytes) -> ResultEntry | None:
-        """Return what this process already holds under ``key``."""
+        """Return what this process already holds under ``key`` (nothing when the cache is off)."""
         entry = self._memory.get(key)
         if entry is not None:
             self._memory.move_to_end(key)
         return entry
 
     def remember(self, key: bytes, entry: ResultEntry) -> None:
-        """Hold an entry in memory (bounded, least recently used out first)."""
+        """Hold an entry in memory (bounded, least recently used out first; only when the cache is on).
+
+        With the cache off nothing is kept between calls: each batch still computes each of its
+        distinct canonical forms once, and no more.
+        """
+        if self.location is None:
+            return
         self._memory[key] = entry
         self._memory.move_to_end(key)
         while len(self._memory) > MEMORY_ENTRIES:
             self._memory.popitem(last=False)
 
-    def get_many(self, keys: Sequence[bytes]) -> list[ResultEntry | None]:
-        """Look keys up in the store; failures and corrupt entries count and read as misses."""
+    def get_many(self, keys: Sequence[bytes], *, peek: bool = False) -> list[ResultEntry | None]:
+        """Look keys up in the store; failures and corrupt entries count and read as misses.
+
+        ``peek`` only asks whether entries are there and sound (a plan memo's check): a corrupt
+        one reads as a miss without being counted or removed, which the real lookup does.
+        """
         store = self._open("get")
         if store is None or not keys:
             if store is None and self.location is not None:
@@ -153,19 +163,30 @@ class CacheSession:
             self._fail("get", error)
             return [None] * len(keys)
         entries: list[ResultEntry | None] = []
-        for value in values:
+        for key, value in zip(keys, values, strict=True):
             if value is None:
                 entries.append(None)
                 continue
-            BYTES.labels(self.kind, "read").inc(len(value))
-            self.counts["bytes_read"] += len(value)
+            if not peek:
+                BYTES.labels(self.kind, "read").inc(len(value))
+                self.counts["bytes_read"] += len(value)
             try:
                 entries.append(decode_result(bytes(value)))
             except CorruptEntry as error:
+                if peek:
+                    entries.append(None)
+                    continue
                 self.counts["corrupt"] += 1
                 self._count_error("decode", error)
                 entries.append(None)
+                self._drop(store, key)  # else write-once would keep the damaged entry forever
         return entries
+
+    def _drop(self, store: ResultStore, key: bytes) -> None:
+        try:
+            store.delete([key])
+        except Exception as error:  # noqa: BLE001 - a failing store is counted, never raised
+            self._fail("delete", error)
 
     def _count_error(self, operation: str, error: BaseException) -> None:
         self.counts["errors"] += 1

@@ -57,7 +57,7 @@ def recall_plan(session: CacheSession, spec: RunSpec) -> dict[str, Any] | None:
         identities[name] = identity_digest(backend.identity())
     wanted = [CanonicalRef.from_json(r) for r in refs]
     keys = [result_key(identities[u["backend"]], ref.key) for u, ref in zip(unique, wanted, strict=True)]
-    entries = session.get_many(keys)
+    entries = session.get_many(keys, peek=True)
     if any(e is None or e.check != ref.check for e, ref in zip(entries, wanted, strict=True)):
         return None
     return document

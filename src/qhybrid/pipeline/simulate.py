@@ -119,6 +119,7 @@ def _simulate(
     canonical_circuits = [form.circuit() for form in forms]
     computed = backend.exact_distributions(canonical_circuits)
     description = backend.description()
+    fresh: dict[bytes, ResultEntry] = {}  # computed in this call: serves its other circuits of the form
     for i, form, distribution, circuit in zip(positions, forms, computed, canonical_circuits, strict=True):
         entry = ResultEntry(
             check=form.check,
@@ -127,13 +128,15 @@ def _simulate(
             identity=identity,
             provenance=writer_provenance(run, description),
             distribution=distribution,
-            circuit_qpy=qpy_bytes(circuit),
+            # Only a stored entry needs its circuit (for `cache verify`).
+            circuit_qpy=qpy_bytes(circuit) if session.location is not None else b"",
         )
+        fresh[keys[i]] = entry
         session.remember(keys[i], entry)
         session.put(keys[i], entry)
     for i, (ref, key) in enumerate(zip(refs, keys, strict=True)):
         if ref is not None and canonical[i] is None:
-            entry = session.remembered(key)
+            entry = fresh.get(key) or session.remembered(key)
             assert entry is not None
             canonical[i] = entry.distribution
             if to_compute[key] != i:
