@@ -108,7 +108,9 @@ def fill_disk(workspace: str, where: str = "disk") -> int:
     filler = target / ".chaos-filler"
     total = shutil.disk_usage(target).total
     written = 0
-    with open(filler, "ab") as handle:
+    # Unbuffered: a buffered writer would try to flush its last chunk again on close, and
+    # fail with the very ENOSPC this fault is after.
+    with open(filler, "ab", buffering=0) as handle:
         for _ in range(total // CHUNK + 16):  # bounded: the file system's whole size
             try:
                 handle.write(b"\0" * CHUNK)
