@@ -21,13 +21,18 @@ TRACKED_PACKAGES = (
 
 def package_versions() -> dict[str, str]:
     """Return the installed version of each tracked package ("absent" when not installed)."""
-    versions = {}
+    return dict(_installed_versions())
+
+
+@functools.cache  # reading package metadata parses files: once per process is enough
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    versions = []
     for name in TRACKED_PACKAGES:
         try:
-            versions[name] = importlib.metadata.version(name)
+            versions.append((name, importlib.metadata.version(name)))
         except importlib.metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
+            versions.append((name, "absent"))
+    return tuple(versions)
 
 
 # CPU features that select different numeric kernels (BLAS, NumPy loops, Aer's SIMD

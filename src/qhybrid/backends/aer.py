@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -66,7 +65,7 @@ class AerBackend:
             "simulator": "qiskit-aer AerSimulator",
             "method": "statevector",
             "device": self.device,
-            "qiskit-aer": importlib.metadata.version("qiskit-aer"),
+            "qiskit-aer": package_versions()["qiskit-aer"],
         }
 
     def exact_probabilities(self, circuits: Sequence[QuantumCircuit]) -> list[tuple[np.ndarray, int]]:

@@ -389,17 +389,38 @@ def _serialise(
     return "".join(parts), tuple(order), observable | {-1 - k: v for k, v in qpd.items()}
 
 
+def _wire_signatures(ops: list[_Op], num_qubits: int) -> list[str]:
+    """Return, per qubit, a digest of the ops on its wire: tokens, slots, classical roles, in order."""
+    parts: list[list[str]] = [[] for _ in range(num_qubits)]
+    blocks: list[list[str]] = [[] for _ in range(num_qubits)]
+    for op in ops:
+        symmetric = op.name in _SYMMETRIC
+        roles = "".join(kind for kind, _ in op.clbits)
+        for position, q in enumerate(op.qubits):
+            item = f"{op.token}/{0 if symmetric else position}{roles}"
+            if op.name in _DIAGONAL:
+                blocks[q].append(item)
+            else:
+                parts[q].append("{" + ",".join(sorted(blocks[q])) + "}" + item)
+                blocks[q] = []
+    return [_digest8(";".join(parts[q]) + "{" + ",".join(sorted(blocks[q])) + "}") for q in range(num_qubits)]
+
+
 def canonical_form(circuit: QuantumCircuit) -> CanonicalForm:
     """Return the canonical form of a subexperiment (stages 1-3 of the module docstring)."""
     raw, num_observable, _ = _operations(circuit)
     n = circuit.num_qubits
     ops = _simplify(raw, n)
     predecessors, adjacency, clbit_nodes = _wire_graph(ops, n)
-    initial = [op.token for op in ops] + ["in"] * n + [""] * len(clbit_nodes)
-    for (kind, _), node in clbit_nodes.items():  # classical bits are coloured by their role
-        initial[node] = kind
-    colour = _refine(initial, adjacency)
-    qubit_colour = colour[len(ops) : len(ops) + n]
+    # What each wire sees, in order (runs of diagonal ops as multisets): label-invariant and
+    # cheap. Usually it tells every qubit apart; only ties need colour refinement.
+    qubit_colour = _wire_signatures(ops, n)
+    if len(set(qubit_colour)) < n:
+        initial = [op.token for op in ops] + qubit_colour + [""] * len(clbit_nodes)
+        for (kind, _), node in clbit_nodes.items():  # classical bits are coloured by their role
+            initial[node] = kind
+        colour = _refine(initial, adjacency)
+        qubit_colour = colour[len(ops) : len(ops) + n]
     classes = [[q for q in range(n) if qubit_colour[q] == c] for c in sorted(set(qubit_colour))]
     tried = math.prod(math.factorial(len(members)) for members in classes)
     complete = tried <= MAX_LABELLINGS
@@ -419,7 +440,8 @@ def canonical_form(circuit: QuantumCircuit) -> CanonicalForm:
         raise NotCanonicalisable("an observable bit is never measured")
     num_qpd = sum(1 for i in bits if i < 0)
     text = f"{SCHEMA};q{n};o{num_observable};p{num_qpd};{body}"
-    normal_body, _, _ = _serialise(ops, predecessors, tuple(range(n)))
+    identity = tuple(range(n))
+    normal_body = body if labels == identity else _serialise(ops, predecessors, identity)[0]
     return CanonicalForm(
         text=text,
         key=hashlib.sha256(text.encode()).hexdigest(),

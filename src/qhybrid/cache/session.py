@@ -193,21 +193,22 @@ class CacheSession:
         ERRORS.labels(self.kind, operation).inc()
         self.last_error = f"{type(error).__name__}: {error}"
 
-    def put(self, key: bytes, entry: ResultEntry) -> None:
-        """Write an entry once; failures (full, unreachable) are counted, never raised."""
+    def put_many(self, entries: Sequence[tuple[bytes, ResultEntry]]) -> None:
+        """Write entries once each, in one transaction; a full or dead store is counted, never raised."""
         store = self._open("put")
-        if store is None:
+        if store is None or not entries:
             return
-        value = encode_result(entry)
+        items = [(key, encode_result(entry)) for key, entry in entries]
         try:
-            written = store.put_if_absent(key, value)
+            written = store.put_many(items)
         except Exception as error:  # noqa: BLE001 - a full or dead cache never fails a run
             self._fail("put", error)
             return
-        if written:
-            self.counts["written"] += 1
-            self.counts["bytes_written"] += len(value)
-            BYTES.labels(self.kind, "written").inc(len(value))
+        for (_, value), done in zip(items, written, strict=True):
+            if done:
+                self.counts["written"] += 1
+                self.counts["bytes_written"] += len(value)
+                BYTES.labels(self.kind, "written").inc(len(value))
 
     def get_document(self, key: bytes, kind: str) -> tuple[str, Any] | None:
         """Return (check, document) stored under ``key``, or None (absent, unreachable, corrupt)."""

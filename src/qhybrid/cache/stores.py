@@ -40,6 +40,10 @@ class ResultStore(Protocol):
         """Write ``value`` unless the key exists; return whether it was written."""
         ...
 
+    def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bool]:
+        """``put_if_absent`` for each item, in one transaction or round trip."""
+        ...
+
     def keys(self, prefix: bytes) -> Iterator[bytes]:
         """Iterate over the keys that start with ``prefix``."""
         ...
@@ -111,6 +115,21 @@ class LmdbStore:
             written = bool(txn.put(key, value, db=self._entries, overwrite=False))
             if written:
                 txn.put(key, _ACCESS.pack(time.time()), db=self._access)
+        return written
+
+    def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bool]:
+        """Write a batch once each in one transaction (one sync to disk, not one per entry)."""
+        size = sum(len(value) for _, value in items)
+        if self._used_bytes() + size > self.max_bytes * _HIGH_WATER:
+            self._evict(int(self.max_bytes * _LOW_WATER))
+        stamp = _ACCESS.pack(time.time())
+        written = []
+        with self._env.begin(write=True) as txn:
+            for key, value in items:
+                done = bool(txn.put(key, value, db=self._entries, overwrite=False))
+                if done:
+                    txn.put(key, stamp, db=self._access)
+                written.append(done)
         return written
 
     def keys(self, prefix: bytes) -> Iterator[bytes]:
@@ -203,6 +222,13 @@ class RedisStore:
     def put_if_absent(self, key: bytes, value: bytes) -> bool:
         """``SET key value NX`` (with ``EX`` when a TTL is set)."""
         return bool(self._redis.set(key, value, nx=True, ex=self.ttl_seconds))
+
+    def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bool]:
+        """``SET NX`` each item in one pipelined round trip."""
+        pipeline = self._redis.pipeline(transaction=False)
+        for key, value in items:
+            pipeline.set(key, value, nx=True, ex=self.ttl_seconds)
+        return [bool(answer) for answer in pipeline.execute()]
 
     def keys(self, prefix: bytes) -> Iterator[bytes]:
         """SCAN the keyspace for the prefix."""

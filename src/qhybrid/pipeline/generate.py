@@ -149,7 +149,8 @@ def generate(
     }
     if session is not None:
         canonical_started = time.perf_counter()
-        manifest["canonical"] = [None if r is None else r.to_json() for r in canonical_refs(circuits)]
+        refs = canonical_refs(circuits, [u.fingerprint for u in plan.unique])
+        manifest["canonical"] = [None if r is None else r.to_json() for r in refs]
         timings["canonical_forms"] = time.perf_counter() - canonical_started
     atomic.write_json(run_dir.manifest_file, manifest)  # last: its presence means "generated"
     if session is not None:

@@ -15,12 +15,13 @@ stages 1-2), ``relabelled`` (same circuit up to a qubit relabelling).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from qiskit import QuantumCircuit
 
 from qhybrid.backends.aer import AerBackend, draw_shots
-from qhybrid.cache.canonical import CanonicalRef, NotCanonicalisable, canonical_form
+from qhybrid.cache.canonical import CanonicalForm, CanonicalRef, NotCanonicalisable, canonical_form
 from qhybrid.cache.entries import ResultEntry, identity_digest, qpy_bytes, result_key
 from qhybrid.cache.session import CacheSession, writer_provenance
 from qhybrid.cutting.outcomes import OutcomeDistribution
@@ -32,12 +33,30 @@ def _hit_kind(entry: ResultEntry, fingerprint: str, ref: CanonicalRef) -> str:
     return "hit_canonical" if entry.normal == ref.normal else "hit_relabelled"
 
 
-def canonical_refs(circuits: Sequence[QuantumCircuit]) -> list[CanonicalRef | None]:
+# Canonical forms this process computed, by circuit fingerprint: generate computes them for
+# the plan and an in-process execute needs them again for what it must compute.
+_FORMS: OrderedDict[str, CanonicalForm] = OrderedDict()
+_FORMS_KEPT = 4096
+
+
+def form_of(circuit: QuantumCircuit, fingerprint: str) -> CanonicalForm:
+    """Return the circuit's canonical form (kept for the last few thousand fingerprints)."""
+    form = _FORMS.get(fingerprint)
+    if form is None:
+        form = _FORMS[fingerprint] = canonical_form(circuit)
+        while len(_FORMS) > _FORMS_KEPT:
+            _FORMS.popitem(last=False)
+    return form
+
+
+def canonical_refs(
+    circuits: Sequence[QuantumCircuit], fingerprints: Sequence[str]
+) -> list[CanonicalRef | None]:
     """Return each circuit's canonical form as plain data (None: not canonicalisable, run as is)."""
     refs: list[CanonicalRef | None] = []
-    for circuit in circuits:
+    for circuit, fingerprint in zip(circuits, fingerprints, strict=True):
         try:
-            refs.append(canonical_form(circuit).ref())
+            refs.append(form_of(circuit, fingerprint).ref())
         except NotCanonicalisable:
             refs.append(None)
     return refs
@@ -69,7 +88,7 @@ def _simulate(
     loaded: dict[int, QuantumCircuit] = {}
     if refs is None:
         loaded = dict(enumerate(load(list(range(count)))))
-        refs = canonical_refs([loaded[i] for i in range(count)])
+        refs = canonical_refs([loaded[i] for i in range(count)], fingerprints)
     identity = identity_digest(backend.identity())
     keys = [result_key(identity, ref.key) if ref else b"" for ref in refs]
     found: dict[bytes, ResultEntry] = {}
@@ -110,7 +129,7 @@ def _simulate(
     positions = list(to_compute.values())
     needed = [i for i in positions + direct if i not in loaded]
     loaded.update(zip(needed, load(needed), strict=True))
-    forms = [canonical_form(loaded[i]) for i in positions]
+    forms = [form_of(loaded[i], fingerprints[i]) for i in positions]
     for i, form in zip(positions, forms, strict=True):
         if form.ref() != refs[i]:
             raise RuntimeError(
@@ -133,7 +152,7 @@ def _simulate(
         )
         fresh[keys[i]] = entry
         session.remember(keys[i], entry)
-        session.put(keys[i], entry)
+    session.put_many(list(fresh.items()))
     for i, (ref, key) in enumerate(zip(refs, keys, strict=True)):
         if ref is not None and canonical[i] is None:
             entry = fresh.get(key) or session.remembered(key)
