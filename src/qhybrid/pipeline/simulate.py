@@ -49,6 +49,11 @@ def form_of(circuit: QuantumCircuit, fingerprint: str) -> CanonicalForm:
     return form
 
 
+def forget_canonical_forms() -> None:
+    """Drop the canonical forms this process kept (benchmarks time a cold process's work)."""
+    _FORMS.clear()
+
+
 def canonical_refs(
     circuits: Sequence[QuantumCircuit], fingerprints: Sequence[str]
 ) -> list[CanonicalRef | None]:
