@@ -28,10 +28,11 @@ What is measured:
 Target lines end with PASS or MISS; the rest are information.
 
 Figures of one run on a 2-core machine (the README quotes the same run):
-exact 7.5x like for like (upstream ExactSampler flow 4.62 s, qhybrid 0.616 s; 6.2x
-against qhybrid's whole run), sampled 60.1x like for like (SamplerV2 flow 35.7 s,
-qhybrid 0.595 s; 48.2x whole run), reconstruction on identical counts 291x with a
-max difference of 0.0, 24 qubits / 4 cuts exact 19.0 s with error 1.4e-13.
+exact 5.7x like for like (upstream ExactSampler flow 4.63 s, qhybrid 0.817 s; 4.4x
+against qhybrid's whole run), sampled 49.6x like for like (SamplerV2 flow 33.9 s,
+qhybrid 0.683 s; 39.0x whole run), reconstruction on identical counts 322x with a
+max difference of 0.0, 24 qubits / 4 cuts exact 22.3 s with error 1.4e-13. Each
+timed qhybrid run computes its subexperiments' canonical forms afresh.
 
 Usage:
     .venv/bin/python benchmarks/bench_cutting.py [--skip-24] [--repeats N] [--json PATH]

@@ -192,6 +192,16 @@ def summary_text(report: dict[str, Any]) -> str:
         + (f", {provenance['shots']} shots" if provenance["shots"] else "")
         + f", seed {provenance['seed']}, policy {provenance['policy']}",
     ]
+    cache = report.get("cache") or {}
+    hits = cache.get("hits") or {}
+    if cache.get("stores") or sum(hits.values()):
+        kinds = ", ".join(f"{kind} {n}" for kind, n in hits.items() if n)
+        lines.append(
+            f"cache           {sum(hits.values())} served ({kinds or 'none'}), "
+            f"{cache.get('computed', 0)} computed"
+            + (f", {cache['errors']} errors" if cache.get("errors") else "")
+            + (f"; {', '.join(cache['stores'])}" if cache.get("stores") else "; no store")
+        )
     qpu = report.get("qpu")
     if qpu:
         device = qpu.get("device") or {}
