@@ -83,7 +83,7 @@ def test_entries_round_trip_without_pickle():
     from qhybrid.cache.entries import ResultEntry
 
     entry = ResultEntry(
-        check="c", normal="n", fingerprint="f", identity="i", provenance={"run": "r"},
+        check="c", normal="n", fingerprint="f", identity="i", qubits="0,1", provenance={"run": "r"},
         distribution=distribution, circuit_qpy=b"qpy",
     )  # fmt: skip
     data = encode_result(entry)

@@ -150,3 +150,25 @@ def test_the_workflow_passes_the_cache_to_generate_and_execute_and_only_they_may
 def test_the_cache_server_is_bounded_and_lru():
     conf = cache_part.server_config(load_stack_file("kind"))
     assert "maxmemory 1024mb" in conf and "maxmemory-policy allkeys-lru" in conf and "appendonly yes" in conf
+
+
+def test_the_halves_of_a_symmetric_ring_serve_each_other_as_relabelled_hits(tmp_path):
+    from qhybrid.scenarios.qaoa import maxcut_observable, pauli_sum_text, qaoa_maxcut_circuit, ring_edges
+    from qiskit import qasm3
+
+    ring = ring_edges(12)
+    spec = RunSpec(
+        circuit_qasm=qasm3.dumps(qaoa_maxcut_circuit(ring, layers=1, seed=3)),
+        circuit_source="ring",
+        observable=pauli_sum_text(maxcut_observable(ring)),
+        partition="AAAAAABBBBBB",
+    )
+    report = run_local(
+        spec, tmp_path / "r", cache=CacheSettings(location=str(tmp_path / "lmdb")), progress=False
+    )
+    hits, unique = report["cache"]["hits"], report["counts"]["unique"]
+    # B's subexperiments are A's on qubits 6-11 (and A's own mirror images): relabelled hits.
+    assert hits["relabelled"] >= 0.4 * unique and report["cache"]["computed"] + hits["relabelled"] == unique
+    assert abs(report["error"]) < 1e-12
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert set(manifest["qubits"]) == {"0,1,2,3,4,5", "6,7,8,9,10,11"}

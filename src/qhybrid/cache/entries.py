@@ -38,6 +38,7 @@ class ResultEntry:
     normal: str  # the writer's stages 1-2 digest (a hit with the same one is a "canonical" hit)
     fingerprint: str  # the writer's own circuit fingerprint (same one: an "exact" hit)
     identity: str  # digest of the backend identity it was computed on
+    qubits: str  # the writer's qubits in its original circuit ("6,7,8"), "" when not known
     provenance: dict[str, Any]
     distribution: OutcomeDistribution
     circuit_qpy: bytes  # the canonical circuit (QPY), so `cache verify` can recompute it
@@ -99,6 +100,7 @@ def encode_result(entry: ResultEntry) -> bytes:
         "normal": entry.normal,
         "fingerprint": entry.fingerprint,
         "identity": entry.identity,
+        "qubits": entry.qubits,
         "provenance": entry.provenance,
         "num_observable_bits": distribution.num_observable_bits,
         "size": int(distribution.outcomes.size),
@@ -129,6 +131,7 @@ def decode_result(data: bytes) -> ResultEntry:
             normal=str(header["normal"]),
             fingerprint=str(header["fingerprint"]),
             identity=str(header["identity"]),
+            qubits=str(header.get("qubits", "")),
             provenance=dict(header["provenance"]),
             distribution=distribution,
             circuit_qpy=bytes(body[16 * size :]),

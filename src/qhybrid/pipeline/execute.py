@@ -69,6 +69,8 @@ def execute(
     planned = run.manifest.get("canonical")
     refs = None if planned is None else [None if r is None else CanonicalRef.from_json(r) for r in planned]
     refs = None if refs is None else [refs[uid] for uid in ids]
+    known = run.manifest.get("qubits")
+    places = None if known is None else [str(known[uid]) for uid in ids]
     shots = run.spec.shots if run.spec.mode == "sampled" else None
     policy = get_policy(run.spec.policy)
     results: list[OutcomeDistribution | None] = [None] * len(ids)
@@ -103,6 +105,7 @@ def execute(
                     session=session,
                     run=f"{run_dir.root.name} spec {run.spec.spec_hash()[:12]}",
                     refs=None if refs is None else [refs[i] for i in positions],
+                    places=None if places is None else [places[i] for i in positions],
                 )
             circuits = load([ids[i] for i in positions])
             return backend.run(

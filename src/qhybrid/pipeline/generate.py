@@ -28,7 +28,7 @@ from qhybrid.pipeline.prefill import serve_cached
 from qhybrid.pipeline.rundir import SHARD_SIZE, RunDir, write_shards
 from qhybrid.pipeline.simulate import canonical_refs
 from qhybrid.provenance import environment
-from qhybrid.spec import RunSpec, problem_of
+from qhybrid.spec import RunSpec, load_problem_inputs, problem_of
 
 
 def claim_run_dir(run_dir: RunDir, spec: RunSpec, *, label: str | None = None) -> bool:
@@ -151,6 +151,7 @@ def generate(
         canonical_started = time.perf_counter()
         refs = canonical_refs(circuits, [u.fingerprint for u in plan.unique])
         manifest["canonical"] = [None if r is None else r.to_json() for r in refs]
+        manifest["qubits"] = original_qubits(spec, plan)
         timings["canonical_forms"] = time.perf_counter() - canonical_started
     atomic.write_json(run_dir.manifest_file, manifest)  # last: its presence means "generated"
     if session is not None:
@@ -175,6 +176,23 @@ def _plan_of(spec: RunSpec) -> tuple[CuttingProblem, CuttingPlan, list[QuantumCi
         run_seed=spec.seed,
     )
     return problem, plan, circuits
+
+
+def original_qubits(spec: RunSpec, plan: CuttingPlan) -> list[str]:
+    """Return, per unique subexperiment, the qubits of the original circuit it acts on ("6,7,8").
+
+    Known for explicit partitions (a subcircuit keeps its qubits' order); "" with automatic
+    cuts, whose wire cuts add qubits. A subexperiment shared by two partitions gets the first's.
+    """
+    _, _, partition = load_problem_inputs(spec)
+    places = [""] * len(plan.unique)
+    if partition is None:
+        return places
+    for label in plan.labels:
+        qubits = ",".join(str(q) for q, owner in enumerate(partition) if owner == label)
+        for uid in sorted({int(u) for u in plan.index[label].ravel()}):
+            places[uid] = places[uid] or qubits
+    return places
 
 
 def regenerate_circuits(run_dir: RunDir) -> None:

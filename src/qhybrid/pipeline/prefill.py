@@ -28,6 +28,7 @@ def serve_cached(run_dir: RunDir, session: CacheSession) -> int:
     if planned is None:
         return 0
     refs = [None if r is None else CanonicalRef.from_json(r) for r in planned]
+    known = run.manifest.get("qubits")
     unique = run.plan.unique
     shots = run.spec.shots if run.spec.mode == "sampled" else None
     before = session.counts.copy()
@@ -47,6 +48,7 @@ def serve_cached(run_dir: RunDir, session: CacheSession) -> int:
             shots=shots,
             seeds=[unique[uid].seed for uid in ids],
             session=session,
+            places=None if known is None else [str(known[uid]) for uid in ids],
         )
         found = {uid: r for uid, r in zip(ids, results, strict=True) if r is not None}
         if found:

@@ -27,10 +27,17 @@ from qhybrid.cache.session import CacheSession, writer_provenance
 from qhybrid.cutting.outcomes import OutcomeDistribution
 
 
-def _hit_kind(entry: ResultEntry, fingerprint: str, ref: CanonicalRef) -> str:
+def _hit_kind(entry: ResultEntry, fingerprint: str, ref: CanonicalRef, place: str) -> str:
+    """Say how a hit relates to its writer: the very circuit, the same one, or one relabelled.
+
+    ``place`` is which qubits of its original circuit the subexperiment acts on ("" when not
+    known): the same local circuit on other qubits (one half of a symmetric circuit serving
+    the other) is a relabelled hit.
+    """
     if entry.fingerprint == fingerprint:
         return "hit_exact"
-    return "hit_canonical" if entry.normal == ref.normal else "hit_relabelled"
+    same_place = not place or not entry.qubits or place == entry.qubits
+    return "hit_canonical" if entry.normal == ref.normal and same_place else "hit_relabelled"
 
 
 # Canonical forms this process computed, by circuit fingerprint: generate computes them for
@@ -78,6 +85,7 @@ def _simulate(
     run: str,
     refs: Sequence[CanonicalRef | None] | None = None,
     compute: bool = True,
+    places: Sequence[str] | None = None,
 ) -> list[OutcomeDistribution | None]:
     """Return each subexperiment's distribution, computing each distinct canonical form at most once.
 
@@ -88,6 +96,7 @@ def _simulate(
     is not cached comes back as None (generate serves hits before any pod starts).
     """
     count = len(fingerprints)
+    where = list(places) if places is not None else [""] * count
     if len(seeds) != count:
         raise ValueError(f"{count} subexperiments but {len(seeds)} seeds")
     loaded: dict[int, QuantumCircuit] = {}
@@ -123,7 +132,7 @@ def _simulate(
                 to_compute[key] = i
                 session.count("miss")
             continue
-        session.count(_hit_kind(entry, fingerprints[i], ref))
+        session.count(_hit_kind(entry, fingerprints[i], ref, where[i]))
         session.count(source)
         canonical[i] = entry.distribution
     if not compute:
@@ -150,6 +159,7 @@ def _simulate(
             normal=form.normal,
             fingerprint=fingerprints[i],
             identity=identity,
+            qubits=where[i],
             provenance=writer_provenance(run, description),
             distribution=distribution,
             # Only a stored entry needs its circuit (for `cache verify`).
@@ -164,7 +174,7 @@ def _simulate(
             assert entry is not None
             canonical[i] = entry.distribution
             if to_compute[key] != i:
-                session.count(_hit_kind(entry, fingerprints[i], ref))
+                session.count(_hit_kind(entry, fingerprints[i], ref, where[i]))
                 session.count("from_memory")
     session.count("computed", len(positions) + len(direct))
     direct_results = dict(zip(direct, backend.exact_distributions([loaded[i] for i in direct]), strict=True))
@@ -184,6 +194,7 @@ def simulate(
     session: CacheSession,
     run: str,
     refs: Sequence[CanonicalRef | None] | None = None,
+    places: Sequence[str] | None = None,
 ) -> list[OutcomeDistribution]:
     """Return every subexperiment's distribution, computing what the cache does not hold (see _simulate)."""
     results = _simulate(
@@ -195,6 +206,7 @@ def simulate(
         session=session,
         run=run,
         refs=refs,
+        places=places,
     )
     done = [r for r in results if r is not None]
     assert len(done) == len(results)
@@ -209,6 +221,7 @@ def cached_results(
     shots: int | None,
     seeds: Sequence[int],
     session: CacheSession,
+    places: Sequence[str] | None = None,
 ) -> list[OutcomeDistribution | None]:
     """Return the distributions the cache already holds (None for the rest); compute nothing."""
 
@@ -217,7 +230,7 @@ def cached_results(
 
     return _simulate(
         backend, nothing, fingerprints=fingerprints, shots=shots, seeds=seeds, session=session, run="",
-        refs=refs, compute=False,
+        refs=refs, compute=False, places=places,
     )  # fmt: skip
 
 
