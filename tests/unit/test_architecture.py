@@ -35,6 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "cache": {"errors", "provenance", "cutting"},
     "pipeline": {"errors", "atomic", "provenance", "cutting", "spec", "backends", "cache", "scenarios"},
     "workflow": {"errors", "atomic", "cutting", "spec", "pipeline", "blueprint"},
+    "operator": {"errors", "atomic", "cutting", "spec", "backends", "pipeline", "workflow", "blueprint"},
     "ops": {"errors", "atomic", "spec", "pipeline", "blueprint", "chaos"},
     "cli": {
         "errors",
@@ -43,6 +44,7 @@ ALLOWED: dict[str, set[str]] = {
         "cutting",
         "backends",
         "cache",
+        "operator",
         "pipeline",
         "workflow",
         "ops",
