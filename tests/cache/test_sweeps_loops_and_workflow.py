@@ -115,7 +115,7 @@ def test_generate_serves_hits_first_so_batches_and_branch_pods_see_only_misses(t
     manifest = generate(warm_dir, spec, cache=cache)
     assert manifest["cached_before_execute"] == cold["counts"]["unique"]
     backends = [u["backend"] for u in manifest["plan"]["unique"]]
-    done = {uid for a, b in warm_dir.done_ranges(backends) for uid in range(a, b)}
+    done = warm_dir.done_ids(backends)
     assert len(done) == cold["counts"]["unique"]
     assert split_batches(backends, {"cpu": 4}, None, done) == {"cpu": []}  # no pod starts
     assert split_batches(backends, {"cpu": 4}, None, set(list(done)[:10]))["cpu"]  # misses get pods

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from qhybrid.blueprint.config import StackConfig
+from qhybrid.blueprint.monitoring import http_service_monitor
 from qhybrid.blueprint.monitoring import metric_names as m
 from qhybrid.blueprint.names import (
     CACHE_CLIENT_STEPS,
@@ -30,7 +31,6 @@ from qhybrid.blueprint.names import (
     MONITORING_NAMESPACE,
     PART_OF,
     PROMETHEUS_POD_LABELS,
-    PROMETHEUS_SELECTOR_LABELS,
     WORKER_LABELS,
     WORKFLOW_STEP_LABEL,
 )
@@ -45,7 +45,6 @@ from qhybrid.blueprint.versions import REDIS_EXPORTER_IMAGE, VALKEY_IMAGE
 
 DATA_DIR = "/data"
 CONFIG_DIR = "/etc/valkey"
-SCRAPE_INTERVAL = "30s"
 
 
 def cache_url(config: StackConfig) -> str:
@@ -199,30 +198,9 @@ def network_policy(config: StackConfig) -> dict[str, Any]:
 
 def service_monitor() -> dict[str, Any]:
     """Return the ServiceMonitor (in the monitoring namespace) of the cache's exporter."""
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": {
-            "name": CACHE_NAME,
-            "namespace": MONITORING_NAMESPACE,
-            "labels": {**PART_OF, **PROMETHEUS_SELECTOR_LABELS},
-        },
-        "spec": {
-            "namespaceSelector": {"matchNames": [CACHE_NAMESPACE]},
-            "selector": {"matchLabels": dict(CACHE_LABELS)},
-            "endpoints": [
-                {
-                    "port": CACHE_METRICS_PORT_NAME,
-                    "path": "/metrics",
-                    "scheme": "http",
-                    "interval": SCRAPE_INTERVAL,
-                    "relabelings": [
-                        {"action": "replace", "targetLabel": "job", "replacement": m.JOB_RESULT_CACHE}
-                    ],
-                }
-            ],
-        },
-    }
+    return http_service_monitor(
+        CACHE_NAME, CACHE_NAMESPACE, CACHE_LABELS, CACHE_METRICS_PORT_NAME, m.JOB_RESULT_CACHE
+    )
 
 
 def cache_objects(config: StackConfig) -> list[dict[str, Any]]:

@@ -131,7 +131,6 @@ class CanonicalForm:
     check: str  # BLAKE2b of the text: compared on every hit, so a key collision is caught
     normal: str  # SHA-256 of stages 1-2 in the circuit's own labelling (tells hit kinds apart)
     observable_bits: tuple[int, ...]  # circuit's observable bit i is canonical bit observable_bits[i]
-    complete: bool  # False when relabelling was cut short (see MAX_LABELLINGS)
     _ops: tuple[_Op, ...] = field(repr=False, compare=False)
     _labels: tuple[int, ...] = field(repr=False, compare=False)
     _num_qpd: int = field(repr=False, compare=False)
@@ -448,7 +447,6 @@ def canonical_form(circuit: QuantumCircuit) -> CanonicalForm:
         check=hashlib.blake2b(text.encode(), digest_size=32).hexdigest(),
         normal=hashlib.sha256(f"{n};{normal_body}".encode()).hexdigest(),
         observable_bits=tuple(observable_bits[i] for i in range(num_observable)),
-        complete=complete,
         _ops=tuple(ops[j] for j in order),
         _labels=labels,
         _num_qpd=num_qpd,

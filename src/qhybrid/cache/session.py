@@ -114,10 +114,8 @@ class CacheSession:
         return self._store
 
     def _fail(self, operation: str, error: BaseException) -> None:
-        self.counts["errors"] += 1
-        self.counts[f"errors_{operation}"] += 1
-        ERRORS.labels(self.kind, operation).inc()
-        self.last_error = f"{type(error).__name__}: {error}"
+        """Count a failed store call, and rest the store (closed) for RETRY_AFTER_S."""
+        self._count_error(operation, error)
         self._failed_at = time.monotonic()
         if self._store is not None:
             try:
@@ -191,7 +189,6 @@ class CacheSession:
     def _count_error(self, operation: str, error: BaseException) -> None:
         self.counts["errors"] += 1
         ERRORS.labels(self.kind, operation).inc()
-        self.last_error = f"{type(error).__name__}: {error}"
 
     def put_many(self, entries: Sequence[tuple[bytes, ResultEntry]]) -> None:
         """Write entries once each, in one transaction; a full or dead store is counted, never raised."""
@@ -244,14 +241,6 @@ class CacheSession:
         """Count lookups by outcome (``hit_exact``, ``miss``, ...) here and in the metrics."""
         self.counts[outcome] += n
         LOOKUPS.labels(self.kind, outcome).inc(n)
-
-    def store(self) -> ResultStore | None:
-        """The open store (opening it now), for documents and operations; None when off or failing."""
-        return self._open("get")
-
-    def summary(self) -> dict[str, Any]:
-        """What this session did, for a result file's meta (summed into the report)."""
-        return {"store": self.location, **{k: int(v) for k, v in sorted(self.counts.items())}}
 
 
 _sessions: dict[CacheSettings, CacheSession] = {}

@@ -104,21 +104,16 @@ class LmdbStore:
         return values
 
     def put_if_absent(self, key: bytes, value: bytes) -> bool:
-        """Write once, evicting least recently used entries first when the data nears the bound.
-
-        LMDB needs free pages to record even a delete, so eviction starts at
-        :data:`_HIGH_WATER` of the map rather than when it is full.
-        """
-        if self._used_bytes() + len(value) > self.max_bytes * _HIGH_WATER:
-            self._evict(int(self.max_bytes * _LOW_WATER))
-        with self._env.begin(write=True) as txn:
-            written = bool(txn.put(key, value, db=self._entries, overwrite=False))
-            if written:
-                txn.put(key, _ACCESS.pack(time.time()), db=self._access)
-        return written
+        """Write once (see :meth:`put_many`)."""
+        return self.put_many([(key, value)])[0]
 
     def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bool]:
-        """Write a batch once each in one transaction (one sync to disk, not one per entry)."""
+        """Write a batch once each in one transaction (one sync to disk, not one per entry).
+
+        Least recently used entries are evicted first when the data nears the bound: LMDB
+        needs free pages to record even a delete, so eviction starts at :data:`_HIGH_WATER`
+        of the map rather than when it is full.
+        """
         size = sum(len(value) for _, value in items)
         if self._used_bytes() + size > self.max_bytes * _HIGH_WATER:
             self._evict(int(self.max_bytes * _LOW_WATER))

@@ -97,7 +97,7 @@ def step_batches(
         directory = RunDir(run_dir)
         backends = [entry.backend for entry in directory.generated().plan.unique]
         # Results generate already served from the cache need no pod.
-        done = {uid for start, stop in directory.done_ranges(backends) for uid in range(start, stop)}
+        done = directory.done_ids(backends)
         batches = split_batches(backends, parse_slots(slots), per_pod, done)
         for name, items in batches.items():
             atomic.write_text(out_dir / f"{name}.json", json.dumps(items, separators=(",", ":")))

@@ -58,8 +58,7 @@ def execute(
         return skipped
     if backend is not None:
         # A branch's batch skips what generate already served from the cache (its own file).
-        backends = [entry.backend for entry in run.plan.unique]
-        served = {uid for a, b in run_dir.done_ranges(backends) for uid in range(a, b)}
+        served = run_dir.done_ids([entry.backend for entry in run.plan.unique])
         ids = [uid for uid in ids if uid not in served]
         if not ids:
             return skipped

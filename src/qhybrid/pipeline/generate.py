@@ -97,8 +97,14 @@ def generate(
         claim_run_dir(run_dir, spec, label=label)
         atomic.write_text(run_dir.circuit_file, memo["circuit_qasm"])
         timings["generate"] = time.perf_counter() - started
-        remembered = {**memo["manifest"], "shards_written": False, "shard_sha256": [], "timings": timings}
-        atomic.write_json(run_dir.manifest_file, {**remembered, "plan_from_cache": True})
+        remembered = {
+            **memo["manifest"],
+            "shards_written": False,
+            "shard_sha256": [],
+            "timings": timings,
+            "plan_from_cache": True,
+        }
+        atomic.write_json(run_dir.manifest_file, remembered)
         assert session is not None  # a memo comes only from a cache
         served = serve_cached(run_dir, session)
         return {**run_dir.generated().manifest, "cached_before_execute": served}

@@ -17,7 +17,7 @@ from qhybrid.cache.canonical import CanonicalRef
 from qhybrid.cache.session import CacheSession
 from qhybrid.cutting.outcomes import OutcomeDistribution
 from qhybrid.errors import BackendUnavailable
-from qhybrid.pipeline.rundir import RunDir
+from qhybrid.pipeline.rundir import RunDir, contiguous_runs
 from qhybrid.pipeline.simulate import cached_results
 
 
@@ -56,7 +56,7 @@ def serve_cached(run_dir: RunDir, session: CacheSession) -> int:
             descriptions[name] = backend.description()
     counts = {k: v for k, v in (session.counts - before).items() if k not in ("miss", "unavailable")}
     first = True
-    for start, stop in _runs(sorted(served)):
+    for start, stop in contiguous_runs(sorted(served)):
         ids = list(range(start, stop))
         meta: dict[str, Any] = {
             "start": start,
@@ -74,14 +74,3 @@ def serve_cached(run_dir: RunDir, session: CacheSession) -> int:
         run_dir.write_results(start, stop, None, [served[uid] for uid in ids], meta)
         first = False
     return len(served)
-
-
-def _runs(ids: list[int]) -> list[tuple[int, int]]:
-    """Group sorted ids into maximal runs [start, stop)."""
-    runs: list[tuple[int, int]] = []
-    for uid in ids:
-        if runs and runs[-1][1] == uid:
-            runs[-1] = (runs[-1][0], uid + 1)
-        else:
-            runs.append((uid, uid + 1))
-    return runs

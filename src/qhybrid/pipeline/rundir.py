@@ -100,29 +100,23 @@ class RunDir:
                 found.append((int(match.group(1)), int(match.group(2)), match.group(3)))
         return sorted(found, key=lambda item: (item[0], item[1], item[2] or ""))
 
-    def done_ranges(self, backends: Sequence[str]) -> list[tuple[int, int]]:
-        """Return the unique ids that have a result as sorted runs [start, stop).
+    def done_ids(self, backends: Sequence[str]) -> set[int]:
+        """Return the unique ids that have a result.
 
         ``backends`` is the backend of every unique subexperiment in plan order: a
         branch file ``range-A-B-X.npz`` covers only the ids of [A, B) planned on X.
         """
         total = len(backends)
-        covered = bytearray(total)
-        for start, stop, backend in self.result_files():
-            for uid in range(start, min(stop, total)):
-                if backend is None or backends[uid] == backend:
-                    covered[uid] = 1
-        runs = []
-        uid = 0
-        while uid < total:
-            if not covered[uid]:
-                uid += 1
-                continue
-            start = uid
-            while uid < total and covered[uid]:
-                uid += 1
-            runs.append((start, uid))
-        return runs
+        return {
+            uid
+            for start, stop, backend in self.result_files()
+            for uid in range(start, min(stop, total))
+            if backend is None or backends[uid] == backend
+        }
+
+    def done_ranges(self, backends: Sequence[str]) -> list[tuple[int, int]]:
+        """Return the unique ids that have a result as sorted runs [start, stop) (see :meth:`done_ids`)."""
+        return contiguous_runs(sorted(self.done_ids(backends)))
 
     def read_spec(self) -> RunSpec:
         """Read run.json, failing clearly when the directory holds no run."""
@@ -257,6 +251,17 @@ class GeneratedRun:
                 self.shards[shard] = list(qpy.load(io.BytesIO(data)))
             out.append(self.shards[shard][uid % SHARD_SIZE])
         return out
+
+
+def contiguous_runs(ids: Sequence[int]) -> list[tuple[int, int]]:
+    """Group sorted ids into maximal runs [start, stop)."""
+    runs: list[tuple[int, int]] = []
+    for uid in ids:
+        if runs and runs[-1][1] == uid:
+            runs[-1] = (runs[-1][0], uid + 1)
+        else:
+            runs.append((uid, uid + 1))
+    return runs
 
 
 def write_shards(run_dir: RunDir, circuits: Sequence[QuantumCircuit]) -> list[str]:

@@ -151,7 +151,7 @@ def _simulate(
             )
     canonical_circuits = [form.circuit() for form in forms]
     computed = backend.exact_distributions(canonical_circuits)
-    description = backend.description()
+    provenance = writer_provenance(run, backend.description())
     fresh: dict[bytes, ResultEntry] = {}  # computed in this call: serves its other circuits of the form
     for i, form, distribution, circuit in zip(positions, forms, computed, canonical_circuits, strict=True):
         entry = ResultEntry(
@@ -160,7 +160,7 @@ def _simulate(
             fingerprint=fingerprints[i],
             identity=identity,
             qubits=where[i],
-            provenance=writer_provenance(run, description),
+            provenance=provenance,
             distribution=distribution,
             # Only a stored entry needs its circuit (for `cache verify`).
             circuit_qpy=qpy_bytes(circuit) if session.location is not None else b"",
@@ -170,8 +170,7 @@ def _simulate(
     session.put_many(list(fresh.items()))
     for i, (ref, key) in enumerate(zip(refs, keys, strict=True)):
         if ref is not None and canonical[i] is None:
-            entry = fresh.get(key) or session.remembered(key)
-            assert entry is not None
+            entry = fresh[key]  # every form not served above was computed in this call
             canonical[i] = entry.distribution
             if to_compute[key] != i:
                 session.count(_hit_kind(entry, fingerprints[i], ref, where[i]))

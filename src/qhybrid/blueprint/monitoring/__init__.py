@@ -26,6 +26,7 @@ target-down alerts select.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from qhybrid.blueprint.config import StackConfig
@@ -178,26 +179,39 @@ def kueue_metrics_values() -> dict[str, Any]:
     return {"enablePrometheus": False}
 
 
-def argo_service_monitor() -> dict[str, Any]:
-    """Return the ServiceMonitor of Argo's workflow controller."""
+def http_service_monitor(
+    name: str, namespace: str, service_labels: Mapping[str, str], port: str, job: str
+) -> dict[str, Any]:
+    """Return a ServiceMonitor (in the monitoring namespace) scraping ``/metrics`` over http, as ``job``."""
     return {
         "apiVersion": MONITORING_API,
         "kind": "ServiceMonitor",
-        "metadata": _metadata("argo-workflows-controller"),
+        "metadata": _metadata(name),
         "spec": {
-            "namespaceSelector": {"matchNames": [ARGO_NAMESPACE]},
-            "selector": {"matchLabels": dict(ARGO_CONTROLLER_SERVICE_LABELS)},
+            "namespaceSelector": {"matchNames": [namespace]},
+            "selector": {"matchLabels": dict(service_labels)},
             "endpoints": [
                 {
-                    "port": ARGO_METRICS_PORT,
+                    "port": port,
                     "path": "/metrics",
                     "scheme": "http",
                     "interval": SCRAPE_INTERVAL,
-                    "relabelings": _set_job(m.JOB_ARGO_CONTROLLER),
+                    "relabelings": _set_job(job),
                 }
             ],
         },
     }
+
+
+def argo_service_monitor() -> dict[str, Any]:
+    """Return the ServiceMonitor of Argo's workflow controller."""
+    return http_service_monitor(
+        "argo-workflows-controller",
+        ARGO_NAMESPACE,
+        ARGO_CONTROLLER_SERVICE_LABELS,
+        ARGO_METRICS_PORT,
+        m.JOB_ARGO_CONTROLLER,
+    )
 
 
 def kueue_service_monitor() -> dict[str, Any]:
