@@ -10,6 +10,7 @@ from infra.cluster import Cluster, ClusterArgs
 from infra.gateway import QpuGateway, QpuGatewayArgs
 from infra.kueue import Kueue, KueueArgs
 from infra.monitoring import Monitoring, MonitoringArgs
+from infra.quantumjob import QuantumJobOperator, QuantumJobOperatorArgs
 from qhybrid.blueprint import monitoring
 from qhybrid.blueprint.config import from_pulumi, secret_value
 
@@ -58,6 +59,13 @@ def build_stack() -> dict[str, Any]:
             "result-cache", ResultCacheArgs(config=config, provider=provider, after=[monitoring_part])
         )
         exports["cacheUrl"] = result_cache.url
+    operator = QuantumJobOperator(
+        "quantumjob-operator",
+        QuantumJobOperatorArgs(
+            config=config, provider=provider, workflows=[argo], monitoring=[monitoring_part]
+        ),
+    )
+    exports["quantumJobCrd"] = operator.crd_name
     return {
         **exports,
         "kubeconfig": cluster.kubeconfig,

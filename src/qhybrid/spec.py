@@ -28,7 +28,7 @@ from qhybrid.cutting.problem import (
     CuttingProblem,
     build_problem,
     parse_qasm,
-    read_circuit_file,
+    read_circuit_text,
 )
 from qhybrid.errors import InputError
 from qhybrid.scenarios import SCENARIOS
@@ -191,6 +191,17 @@ class ProblemFlags:
 
 def spec_from_flags(flags: ProblemFlags) -> RunSpec:
     """Build a spec from problem flags, reading files and filling defaults."""
+    path = flags.get("circuit")
+    circuit = None if path is None else (read_circuit_text(Path(path)), str(path))
+    return spec_from_problem(flags, circuit)
+
+
+def spec_from_problem(flags: ProblemFlags, circuit: tuple[str, str] | None = None) -> RunSpec:
+    """Build a spec from problem flags whose circuit, if any, is given as (OpenQASM text, its source).
+
+    A QuantumJob's circuit comes inline or from a ConfigMap, not from a file: the operator
+    calls this; ``spec_from_flags`` reads ``--circuit`` and calls it too, so both agree.
+    """
     given = flags.get
     mode = given("mode") or DEFAULT_MODE
     shots = DEFAULT_SHOTS if mode == "sampled" and given("shots") is None else given("shots")
@@ -203,13 +214,13 @@ def spec_from_flags(flags: ProblemFlags) -> RunSpec:
         "policy": given("policy") or DEFAULT_POLICY,
         "max_qpd_terms": given("max_qpd_terms"),
     }
-    circuit = given("circuit")
     if circuit is not None:
         if given("qubits") is not None or given("reps") is not None:
             raise InputError("--qubits/--reps", "shape only the reference circuit; drop them with --circuit")
-        text, parsed = read_circuit_file(Path(circuit))
+        text, source = circuit
+        parsed = parse_qasm(text, source=source)
         observable = _observable_text(given("observable"), parsed.num_qubits)
-        return RunSpec(circuit_qasm=text, circuit_source=str(circuit), observable=observable, **common)
+        return RunSpec(circuit_qasm=text, circuit_source=source, observable=observable, **common)
     width = given("qubits") or SCENARIOS[SCENARIO_NAME].default_qubits
     return RunSpec(
         scenario=SCENARIO_NAME,

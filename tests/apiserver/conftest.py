@@ -14,6 +14,7 @@ too; the nightly workflow runs this tier against its kind cluster.
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 import uuid
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from qhybrid.blueprint.validate.schemas import crd_documents
 from qhybrid.ops.kubeapi import ApiFailure, KubeApi, resource_path
@@ -58,16 +60,21 @@ def crds(kube: KubeApi) -> list[str]:
         if name not in present:
             kube.create(CRD_API, crd)
             installed.append(name)
-    deadline = time.monotonic() + ESTABLISHED_TIMEOUT_S
     for name in installed:
-        while True:
-            conditions = (kube.get(f"{CRD_API}/{name}").get("status") or {}).get("conditions") or []
-            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"CRD {name} not Established in {ESTABLISHED_TIMEOUT_S:.0f} s")
-            time.sleep(0.5)
-    return sorted(present | installed)
+        wait_established(kube, name)
+    return sorted(present | set(installed))
+
+
+def wait_established(kube: KubeApi, name: str) -> None:
+    """Wait until the CRD ``name`` is Established (its resources are served)."""
+    deadline = time.monotonic() + ESTABLISHED_TIMEOUT_S
+    while True:
+        conditions = (kube.get(f"{CRD_API}/{name}").get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"CRD {name} not Established in {ESTABLISHED_TIMEOUT_S:.0f} s")
+        time.sleep(0.5)
 
 
 class Scratch:
@@ -108,3 +115,29 @@ def scratch(kube: KubeApi) -> Iterator[Scratch]:
     box = Scratch(kube)
     yield box
     box.cleanup()
+
+
+def kubeconfig_cluster(folder: Path) -> tuple[str, Path | None]:
+    """Return the test server's URL and its CA (a file, written to ``folder`` if inline)."""
+    document = yaml.safe_load(Path(os.environ[KUBECONFIG_ENV]).read_text())
+    current = document.get("current-context")
+    context = next(c["context"] for c in document["contexts"] if c["name"] == current)
+    cluster = next(c["cluster"] for c in document["clusters"] if c["name"] == context["cluster"])
+    if "certificate-authority-data" in cluster:
+        path = folder / "ca.crt"
+        path.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+        return cluster["server"], path
+    ca = cluster.get("certificate-authority")
+    return cluster["server"], None if ca is None else Path(ca)
+
+
+def token_for(kube: KubeApi, namespace: str, account: str, audiences: list[str] | None) -> str:
+    request: dict[str, Any] = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 600},
+    }
+    if audiences:
+        request["spec"]["audiences"] = audiences
+    answer = kube.create(f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token", request)
+    return str(answer["status"]["token"])

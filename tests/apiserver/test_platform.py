@@ -7,15 +7,11 @@ etcd and RBAC, or kind): ``pytest -m apiserver tests/apiserver``. Unset, these s
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import hashlib
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from qhybrid.blueprint import argo
 from qhybrid.blueprint.config import load_stack_file
@@ -26,7 +22,7 @@ from qhybrid.gateway.config import ClientConfig, KubernetesConfig
 from qhybrid.gateway.kubernetes_auth import ReviewRejected, TokenReviewer
 from qhybrid.ops import preflight
 from qhybrid.ops.kubeapi import ApiFailure, KubeApi, resource_path
-from tests.apiserver.conftest import KUBECONFIG_ENV, Scratch
+from tests.apiserver.conftest import Scratch, kubeconfig_cluster, token_for
 
 AUTH_DELEGATOR = "system:auth-delegator"
 
@@ -176,32 +172,6 @@ def test_preflight_passes_and_names_an_object_broken_on_purpose(kube, platform, 
     [row] = [r for r in rows if r.status == preflight.FAIL]
     assert row.check == f"dry run ClusterQueue {broken['metadata']['name']}"
     assert "namespaceSelectr" in row.detail
-
-
-def kubeconfig_cluster(folder: Path) -> tuple[str, Path | None]:
-    """Return the test server's URL and its CA (a file, written to ``folder`` if inline)."""
-    document = yaml.safe_load(Path(os.environ[KUBECONFIG_ENV]).read_text())
-    current = document.get("current-context")
-    context = next(c["context"] for c in document["contexts"] if c["name"] == current)
-    cluster = next(c["cluster"] for c in document["clusters"] if c["name"] == context["cluster"])
-    if "certificate-authority-data" in cluster:
-        path = folder / "ca.crt"
-        path.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
-        return cluster["server"], path
-    ca = cluster.get("certificate-authority")
-    return cluster["server"], None if ca is None else Path(ca)
-
-
-def token_for(kube: KubeApi, namespace: str, account: str, audiences: list[str] | None) -> str:
-    request: dict[str, Any] = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 600},
-    }
-    if audiences:
-        request["spec"]["audiences"] = audiences
-    answer = kube.create(f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token", request)
-    return str(answer["status"]["token"])
 
 
 def test_the_gateway_accepts_a_projected_workflow_token_and_refuses_others(kube, scratch, tmp_path):

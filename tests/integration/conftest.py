@@ -168,11 +168,13 @@ def image_placements(config: StackConfig) -> dict[str, tuple[str, ...]]:
     """Image -> the pools whose nodes run it (pools with no nodes left out), in loading order.
 
     The gateway goes first: its Deployment is the one `up` waits on. Workers run on
-    every resource class's pool (the QPU branch's on the qpu-gateway pool); the GPU
-    worker, the largest and needed only by workflows, goes last, to the gpu pool only.
+    every resource class's pool (the QPU branch's on the qpu-gateway pool), and the
+    QuantumJob operator (the worker image too) on the system pool; the GPU worker, the
+    largest and needed only by workflows, goes last, to the gpu pool only.
     """
     wanted: dict[str, set[str]] = {}
     wanted.setdefault(config.gateway_image, set()).add(RESOURCE_CLASSES["qpu"].pool)
+    wanted.setdefault(config.worker_image, set()).add("system")
     for resource_class in RESOURCE_CLASSES.values():
         wanted.setdefault(config.worker_image, set()).add(resource_class.pool)
     wanted.setdefault(config.gpu_worker_image, set()).add(RESOURCE_CLASSES["gpu"].pool)

@@ -7,12 +7,17 @@ kind or pulumi) it skips with the fixture's one-line reason.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
 import pytest
+import yaml
 
 from qhybrid.blueprint.pools import KUEUE_QUEUE_LABEL
+from qhybrid.blueprint.quantumjob_crd import GROUP, PLURAL, VERSION
+from qhybrid.operator.reconcile import FINAL_PHASES
+from qhybrid.operator.render import job_from_spec, request_of
 from qhybrid.pipeline.runner import run_local
 from qhybrid.spec import RunSpec
 from qhybrid.workflow.build import STEP_LABEL, workflow_object
@@ -77,3 +82,36 @@ def test_a_deleted_batch_pod_is_retried_and_the_workflow_succeeds(kind_stack: Ki
     retries = [n for n in nodes if n.get("type") == "Retry" and n.get("templateName") == "execute-cpu"]
     retried = [n for n in retries if len(n.get("children", [])) > 1]
     assert retried, "the deleted pod's batch shows no retry"
+
+
+def test_a_quantumjob_applied_with_kubectl_succeeds_with_the_local_estimate(
+    kind_stack: KindStack, kube: KubeClients, tmp_path
+):
+    # The README's flow: `qhybrid job render` writes it, `kubectl apply -f` submits it, the operator runs it.
+    namespace = kind_stack.config.workflow_namespace
+    job = job_from_spec(RunSpec(scenario="cutting"), "nightly-default", namespace=namespace)
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(yaml.safe_dump(job))
+    kubectl = ["kubectl", "--kubeconfig", str(kind_stack.kubeconfig_path)]
+    subprocess.run([*kubectl, "apply", "-f", str(manifest)], check=True, timeout=60)
+    deadline = time.monotonic() + WORKFLOW_TIMEOUT_S
+    status: dict = {}
+    while time.monotonic() < deadline:
+        current = kube.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "nightly-default"
+        )
+        status = current.get("status") or {}
+        if status.get("phase") in FINAL_PHASES:
+            break
+        time.sleep(5)
+    assert status.get("phase") == "Succeeded", status
+    local = run_local(request_of(job["spec"]).spec, tmp_path / "local")
+    assert status["estimate"].hex() == local["estimate"].hex()
+    listed = subprocess.run(
+        [*kubectl, "get", "quantumjobs", "-n", namespace],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert "nightly-default" in listed and "Succeeded" in listed, listed

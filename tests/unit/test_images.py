@@ -369,6 +369,32 @@ def test_gateway_serves_on_the_stack_port():
     assert [i.value for i in final.all("EXPOSE")] == [port]
 
 
+def test_the_operator_runs_from_the_worker_image_with_a_command_it_has(tmp_path):
+    from qhybrid.blueprint.config import load_stack_file
+    from qhybrid.blueprint.quantumjob import CONFIG_FILE, deployment, quantumjob_objects
+    from tests.conftest import invoke
+
+    config = load_stack_file("kind")
+    pod = deployment(config)["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == config.worker_image
+    assert "command" not in container, "setting command would replace tini"
+    entrypoint = dockerfile("worker.Dockerfile")[-1].all("ENTRYPOINT")[-1].exec_form()
+    assert entrypoint is not None
+    argv = without_init(entrypoint + container["args"])
+    assert argv[:3] == ["qhybrid", "operator", "run"]
+    # What the pod runs parses: every flag exists, and the mounted stack config is read back whole.
+    [config_map] = [o for o in quantumjob_objects(config) if o["kind"] == "ConfigMap"]
+    stack_json = tmp_path / CONFIG_FILE
+    stack_json.write_text(config_map["data"][CONFIG_FILE])
+    help_text = invoke("operator", "run", "--help").stdout
+    for flag in (a for a in argv[3:] if a.startswith("--")):
+        assert flag in help_text, flag
+    from qhybrid.blueprint.config import stack_from_values
+
+    assert stack_from_values(json.loads(stack_json.read_text())) == config
+
+
 @pytest.mark.parametrize("name", ["worker.Dockerfile", "gateway.Dockerfile"])
 def test_cpu_images_keep_the_cpu_simulator(name):
     text = (IMAGES / name).read_text(encoding="utf-8")

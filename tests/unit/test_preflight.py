@@ -51,6 +51,7 @@ RESOURCES = {
     "networking.k8s.io/v1": {"NetworkPolicy": ("networkpolicies", True)},
     "policy/v1": {"PodDisruptionBudget": ("poddisruptionbudgets", True)},
     "storage.k8s.io/v1": {"StorageClass": ("storageclasses", False)},
+    "apiextensions.k8s.io/v1": {"CustomResourceDefinition": ("customresourcedefinitions", False)},
     "kueue.x-k8s.io/v1beta2": {
         "ResourceFlavor": ("resourceflavors", False),
         "ClusterQueue": ("clusterqueues", False),

@@ -10,11 +10,10 @@ import celpy
 import kubernetes_validate
 import pytest
 
-from qhybrid.backends.qpu import FAILOVER_MODES
+from qhybrid.blueprint.quantumjob_crd import GROUP, IMMUTABLE_RULE, KIND, VERSION, quantumjob_crd
 from qhybrid.blueprint.validate.schemas import crd_schemas, schema_problems
 from qhybrid.blueprint.versions import KUBERNETES_SCHEMA_VERSION
-from qhybrid.cutting.policies import POLICIES
-from qhybrid.operator.crd import GROUP, IMMUTABLE_RULE, KIND, VERSION, quantumjob_crd
+from qhybrid.cutting.policies import FAILOVER_MODES, POLICIES
 from qhybrid.spec import MODES
 
 CRD = quantumjob_crd()
@@ -133,12 +132,12 @@ def test_bad_values_are_refused_by_the_schema(spec):
 
 def test_the_spec_is_immutable_once_the_job_has_started():
     rule, _ = IMMUTABLE_RULE
-    old = {**job(partition="AB"), "status": {"phase": "Pending"}}
+    old = {**job(partition="AB"), "status": {"phase": "Pending", "message": "waiting for its ConfigMap"}}
     changed = copy.deepcopy(old)
     changed["spec"]["seed"] = 5
-    assert evaluate(rule, self=changed, oldSelf=old)  # still Pending: a change is fine
-    for phase in ("Running", "Succeeded", "Failed"):
-        old["status"]["phase"] = phase
+    assert evaluate(rule, self=changed, oldSelf=old)  # no Workflow yet: a change is fine
+    for phase in ("Pending", "Running", "Succeeded", "Failed"):
+        old["status"] = {"phase": phase, "workflowName": "cutting-0a1b2c3d"}
         assert not evaluate(rule, self=changed, oldSelf=old), phase
         assert evaluate(rule, self=copy.deepcopy(old), oldSelf=old), phase  # status-only updates pass
     assert evaluate(rule, self=changed, oldSelf=job(partition="AB"))  # no status yet

@@ -32,15 +32,12 @@ from qiskit import QuantumCircuit
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
 from qhybrid.cutting.fingerprint import circuit_fingerprint
 from qhybrid.cutting.outcomes import OutcomeDistribution
+from qhybrid.cutting.policies import DEFAULT_FAILOVER, FAILOVER_MODES
 from qhybrid.errors import BackendUnavailable, InputError, QhybridError
 
 DEFAULT_CIRCUITS_PER_JOB = 64
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_JOB_TIMEOUT_S = 3600.0
-# What may move off the QPU when its gateway calls fail: nothing, only what failed for a
-# reason that may pass (unreachable, overloaded, timed out), or everything.
-FAILOVER_MODES = ("never", "transient", "always")
-DEFAULT_FAILOVER = "transient"
 EventSink = Callable[[dict[str, Any]], None]
 
 

@@ -357,6 +357,30 @@ def load_stack_config(
     return StackConfig(**kwargs, secrets_set=frozenset(secrets_set))
 
 
+def stack_values(config: StackConfig) -> dict[str, Any]:
+    """Return a config as the plain values :func:`load_stack_config` reads back (secrets by name only).
+
+    The operator gets its stack's config this way (a ConfigMap the blueprint writes):
+    it builds each job's Workflow exactly as ``qhybrid workflow render`` would.
+    """
+    values: dict[str, Any] = {"stack": config.stack}
+    for item in fields(config):
+        if item.name in ("stack", "secrets_set"):
+            continue
+        value = getattr(config, item.name)
+        values[_camel(item.name)] = list(value) if isinstance(value, tuple) else value
+    values["secretsSet"] = sorted(config.secrets_set)
+    return values
+
+
+def stack_from_values(values: Mapping[str, Any], *, project_file: Path | None = None) -> StackConfig:
+    """Rebuild the StackConfig that :func:`stack_values` wrote."""
+    plain = {k: v for k, v in values.items() if k not in ("stack", "secretsSet")}
+    secrets = [str(key) for key in values.get("secretsSet") or []]
+    plain.update({key: "<set>" for key in secrets})  # set, never its value
+    return load_stack_config(str(values.get("stack") or ""), plain, set(secrets), project_file=project_file)
+
+
 def load_stack_file(stack: str, *, project_dir: Path | None = None) -> StackConfig:
     """Load ``stacks/Pulumi.<stack>.yaml``: encrypted values (``secure:``) count as set secrets.
 

@@ -47,7 +47,7 @@ from qhybrid.blueprint.namespaces import (
     restricted_container_security,
     restricted_pod_security,
 )
-from qhybrid.blueprint.network import dns_egress_rule, namespace_peer
+from qhybrid.blueprint.network import api_server_egress_rule, dns_egress_rule, namespace_peer
 from qhybrid.blueprint.pools import pool_placement
 
 # File names inside the mounted credentials directory (the gateway reads them and
@@ -59,7 +59,6 @@ PROVIDER_INSTANCE_FILE = "ibm-quantum-instance"
 AUTH_DELEGATOR_CLUSTER_ROLE = "system:auth-delegator"
 TOKEN_REVIEW_BINDING = f"qhybrid-{GATEWAY_NAME}-auth-delegator"
 # Where the API server listens behind the ``kubernetes`` Service (see network_policies).
-API_SERVER_PORTS = (443, 6443)
 
 
 def _metadata(name: str, **extra: Any) -> dict[str, Any]:
@@ -281,14 +280,7 @@ def network_policies(config: StackConfig) -> list[dict[str, Any]]:
         "to": [{"ipBlock": {"cidr": cidr}} for cidr in config.gateway_egress_cidrs],
         "ports": [{"protocol": "TCP", "port": 443}],
     }
-    # The API server, for TokenReviews. Most CNIs apply policies after the ``kubernetes``
-    # Service's ClusterIP:443 is translated to the API server's endpoint, which listens
-    # on 6443 on kind and kubeadm clusters and on 443 on EKS (some CNIs match before
-    # the translation: 443 again). Its endpoints are in the cluster's own ranges.
-    api_server = {
-        "to": [{"ipBlock": {"cidr": cidr}} for cidr in config.workflow_egress_cidrs],
-        "ports": [{"protocol": "TCP", "port": port} for port in API_SERVER_PORTS],
-    }
+    api_server = api_server_egress_rule(config.workflow_egress_cidrs)  # for TokenReviews
     return [
         {
             "apiVersion": "networking.k8s.io/v1",

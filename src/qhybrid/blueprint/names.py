@@ -15,6 +15,7 @@ KUEUE_NAMESPACE = "kueue-system"
 MONITORING_NAMESPACE = "monitoring"
 GATEWAY_NAMESPACE = "qhybrid-gateway"
 CACHE_NAMESPACE = "qhybrid-cache"
+OPERATOR_NAMESPACE = "qhybrid-operator"
 
 # Helm release names (chart resources are named after them).
 ARGO_RELEASE = "argo-workflows"

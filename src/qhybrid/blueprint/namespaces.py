@@ -16,6 +16,7 @@ from qhybrid.blueprint.names import (
     GATEWAY_NAMESPACE,
     KUEUE_NAMESPACE,
     MONITORING_NAMESPACE,
+    OPERATOR_NAMESPACE,
     PART_OF,
 )
 
@@ -46,6 +47,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     MONITORING_NAMESPACE: "privileged",
     GATEWAY_NAMESPACE: "restricted",
     CACHE_NAMESPACE: "restricted",
+    OPERATOR_NAMESPACE: "restricted",
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from qhybrid import atomic
-from qhybrid.blueprint import argo, cache, gateway, kueue, monitoring
+from qhybrid.blueprint import argo, cache, gateway, kueue, monitoring, quantumjob
 from qhybrid.blueprint.config import StackConfig
 from qhybrid.blueprint.names import ARGO_NAMESPACE, KUEUE_NAMESPACE
 from qhybrid.blueprint.namespaces import platform_namespace
@@ -55,6 +55,7 @@ def rendered_parts(config: StackConfig) -> dict[str, list[dict[str, Any]]]:
     }
     if config.cache_enabled:
         parts["cache"] = cache.cache_objects(config)
+    parts["operator"] = quantumjob.quantumjob_objects(config)
     if config.cluster == "eks":
         from qhybrid.blueprint.eks import default_storage_class
 

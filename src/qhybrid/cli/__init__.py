@@ -15,6 +15,7 @@ from qhybrid import __version__
 from qhybrid.cli.cache import cache_app
 from qhybrid.cli.gateway import gateway_app
 from qhybrid.cli.job import job_app
+from qhybrid.cli.operator import operator_app
 from qhybrid.cli.ops import drift, gameday, preflight
 from qhybrid.cli.platform import platform_app
 from qhybrid.cli.qaoa import run_qaoa_command  # noqa: F401 - registers `run qaoa`
@@ -36,6 +37,7 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(runs_app, name="runs")
 app.add_typer(cache_app, name="cache")
 app.add_typer(job_app, name="job")
+app.add_typer(operator_app, name="operator")
 app.command("plan")(plan)
 app.command("status")(status)
 app.command("gameday")(gameday)

@@ -20,15 +20,11 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from qhybrid.backends.qpu import (
-    DEFAULT_FAILOVER,
-    DEFAULT_JOB_TIMEOUT_S,
-    DEFAULT_MAX_ATTEMPTS,
-    GatewaySettings,
-)
+from qhybrid.backends.qpu import DEFAULT_JOB_TIMEOUT_S, DEFAULT_MAX_ATTEMPTS, GatewaySettings
 from qhybrid.cache.session import CacheSettings
 from qhybrid.cache.stores import DEFAULT_MAX_BYTES
 from qhybrid.cli.terminal import user_errors
+from qhybrid.cutting.policies import DEFAULT_FAILOVER
 from qhybrid.errors import InputError
 from qhybrid.spec import PROBLEM_FLAGS, ProblemFlag, ProblemFlags
 

@@ -32,6 +32,9 @@ def step_generate(
             help="Check here that every planned backend can run (off in a workflow's generate pod)."
         ),
     ] = True,
+    shot_budget: Annotated[
+        int | None, typer.Option(help="Refuse a plan that would draw more QPU shots than this.")
+    ] = None,
 ) -> None:
     """Partition the problem and write its unique subexperiments (QPY) and manifest."""
     from qhybrid.pipeline.generate import generate
@@ -40,7 +43,10 @@ def step_generate(
 
     with user_errors():
         spec = spec_from_flags(problem)
-        manifest = generate(RunDir(out), spec, check_backends=check_backends, gateway=gateway, cache=cache)
+        manifest = generate(
+            RunDir(out), spec, check_backends=check_backends, gateway=gateway, cache=cache,
+            shot_budget=shot_budget,
+        )  # fmt: skip
     counts = manifest["counts"]
     cached = manifest.get("cached_before_execute", 0)
     print(

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 
 from qhybrid.errors import InputError
 
+# What may move off the QPU when its gateway calls fail: nothing, only what failed for a
+# reason that may pass (unreachable, overloaded, timed out), or everything.
+FAILOVER_MODES = ("never", "transient", "always")
+DEFAULT_FAILOVER = "transient"
+
 
 @dataclass(frozen=True, kw_only=True)
 class WidthPolicy:

@@ -82,15 +82,14 @@ class CuttingProblem:
         return float(np.prod([basis.overhead for basis in self.bases])) if self.bases else 1.0
 
 
-def read_circuit_file(path: Path) -> tuple[str, QuantumCircuit]:
-    """Read an OpenQASM 2 or 3 file; return its text and the circuit without final measurements."""
+def read_circuit_text(path: Path) -> str:
+    """Read an OpenQASM file's text (a user error if it cannot be read)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(
             "--circuit", f"cannot read {path}: {getattr(error, 'strerror', None) or error}"
         ) from error
-    return text, parse_qasm(text, source=str(path))
 
 
 def parse_qasm(text: str, *, source: str = "<qasm>") -> QuantumCircuit:

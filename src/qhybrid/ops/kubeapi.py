@@ -69,6 +69,19 @@ class KubeApi:
             raise QhybridError(f"--kubeconfig: cannot use it: {' '.join(str(error).split())}") from None
         return cls(client)
 
+    @classmethod
+    def in_cluster_or_kubeconfig(cls, kubeconfig: Path | None = None) -> KubeApi:
+        """Connect with the pod's service account when in a cluster, else with a kubeconfig."""
+        import os
+
+        from kubernetes import client, config
+
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)  # re-reads the rotated token
+            return cls(client.ApiClient(configuration))
+        return cls.from_kubeconfig(kubeconfig)
+
     def _call(
         self,
         method: str,
@@ -116,6 +129,13 @@ class KubeApi:
         return self._call(
             "PATCH", path, body=dict(body), query=query, content_type="application/apply-patch+yaml"
         )
+
+    def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """JSON merge-patch the object at ``path`` (e.g. a custom object's ``/status``)."""
+        return self._call(
+            "PATCH", path, body=dict(body), query={"fieldValidation": "Strict"},
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
 
     def delete(self, path: str) -> None:
         """DELETE the object at ``path`` (a missing one is fine)."""

@@ -61,6 +61,22 @@ def claim_run_dir(run_dir: RunDir, spec: RunSpec, *, label: str | None = None) -
     return False
 
 
+def check_shot_budget(spec: RunSpec, by_backend: dict[str, int], budget: int | None) -> None:
+    """Refuse a plan whose QPU subexperiments would draw more than ``budget`` shots in all."""
+    if budget is None:
+        return
+    if budget < 1:
+        raise InputError("--shot-budget", f"must be at least 1, got {budget}")
+    on_qpu = by_backend.get("qpu", 0)
+    needed = on_qpu * (spec.shots or 0)
+    if needed > budget:
+        raise InputError(
+            "--shot-budget",
+            f"the plan sends {on_qpu} unique subexperiments x {spec.shots} shots = {needed} shots "
+            f"to the QPU, over the budget of {budget}",
+        )
+
+
 def generate(
     run_dir: RunDir,
     spec: RunSpec,
@@ -70,6 +86,7 @@ def generate(
     write_circuits: bool = True,
     label: str | None = None,
     cache: CacheSettings = OFF,
+    shot_budget: int | None = None,
 ) -> dict[str, Any]:
     """Partition, generate and deduplicate subexperiments; write shards and the manifest.
 
@@ -82,7 +99,8 @@ def generate(
     process, which holds the circuits (a resume rebuilds them: :func:`regenerate_circuits`).
     With a ``cache``, the manifest carries each subexperiment's canonical form, and a spec
     whose plan and results are all cached is not partitioned again: its plan is read back
-    and no circuit is built (:mod:`qhybrid.pipeline.memo`).
+    and no circuit is built (:mod:`qhybrid.pipeline.memo`). ``shot_budget`` refuses a plan
+    whose QPU subexperiments would draw more shots than that (a QuantumJob's ``shotBudget``).
     """
     if run_dir.manifest_file.is_file():
         claim_run_dir(run_dir, spec)  # checks that it is this run
@@ -92,6 +110,7 @@ def generate(
     session = session_for(cache) if cache.enabled else None
     memo = recall_plan(session, spec) if session is not None else None
     if memo is not None:
+        check_shot_budget(spec, memo["manifest"]["counts"]["by_backend"], shot_budget)
         if check_backends:
             check_backend_configs(list(memo["manifest"]["counts"]["by_backend"]), gateway)
         claim_run_dir(run_dir, spec, label=label)
@@ -116,6 +135,7 @@ def generate(
             f"exact mode needs simulators, but policy {spec.policy!r} sends "
             f"{backends.get('qpu', 0)} subexperiments to the QPU; use --mode sampled",
         )
+    check_shot_budget(spec, backends, shot_budget)
     if check_backends:  # fails now, before any file, if a backend cannot run as configured
         check_backend_configs(list(backends), gateway)
     timings["generate"] = time.perf_counter() - started

@@ -21,6 +21,7 @@ the controllers only).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from hera.workflows import DAG, Container, Parameter, RawArtifact, RetryStrategy, S3Artifact, Task, Workflow
@@ -43,11 +44,15 @@ from qhybrid.blueprint.names import (
 )
 from qhybrid.blueprint.namespaces import restricted_container_security, restricted_pod_security
 from qhybrid.blueprint.pools import KUEUE_QUEUE_LABEL, RESOURCE_CLASSES, pool_placement
+from qhybrid.cutting.policies import DEFAULT_FAILOVER, FAILOVER_MODES
+from qhybrid.errors import InputError
 from qhybrid.pipeline.rundir import EXACT_FILE, RECONSTRUCTION_FILE, RESULTS_DIR
 from qhybrid.spec import RunSpec, spec_to_args
 from qhybrid.workflow.batching import EXECUTOR, MAIN_REQUESTS, Requests, branch_slots
 
 GENERATE_NAME = "cutting-"
+# Kueue reads a workload's WorkloadPriorityClass from this label on its pods.
+KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 BRANCH_LABEL = "qhybrid.io/branch"
 STEP_LABEL = WORKFLOW_STEP_LABEL
 # artifactStore=pvc: the shared volume is mounted here in every pod; each workflow
@@ -123,19 +128,40 @@ def _s3_artifact(name: str, path: str, key: str, *, optional: bool = False) -> S
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """How a run goes, beyond its numbers (none of these changes the spec hash)."""
+
+    failover: str = DEFAULT_FAILOVER  # what the qpu branch may move to its fallback
+    cache: bool = True  # use the stack's shared result cache (when the stack has one)
+    priority_class: str | None = None  # a Kueue WorkloadPriorityClass for every pod
+    shot_budget: int | None = None  # most QPU shots the plan may draw; generate refuses more
+
+    def __post_init__(self) -> None:
+        """Refuse values the steps would refuse, before any pod starts."""
+        if self.failover not in FAILOVER_MODES:
+            raise InputError(
+                "--failover", f"unknown mode {self.failover!r}; choose one of {list(FAILOVER_MODES)}"
+            )
+        if self.shot_budget is not None and self.shot_budget < 1:
+            raise InputError("--shot-budget", f"must be at least 1, got {self.shot_budget}")
+
+
 class _Builder:
     """Builds one workflow's templates; ``build_workflow`` is the entry point."""
 
-    def __init__(self, config: StackConfig, spec: RunSpec, per_pod: int | None) -> None:
+    def __init__(self, config: StackConfig, spec: RunSpec, per_pod: int | None, options: RunOptions) -> None:
         self.config = config
         self.spec = spec
         self.per_pod = per_pod
+        self.options = options
         self.run_dir = run_dir(config)
         self.slots = branch_slots(config, spec.policy)
         self.pvc = config.artifact_store == "pvc"
         # The shared result cache: generate looks hits up first (batches hold only misses)
         # and execute pods read and write it. Only these two steps may reach it.
-        self.cache_args = ["--cache", cache_url(config)] if config.cache_enabled else []
+        cached = config.cache_enabled and options.cache
+        self.cache_args = ["--cache", cache_url(config)] if cached else []
 
     def _run_artifacts(self, *names: str) -> list[S3Artifact]:
         paths = {
@@ -194,6 +220,8 @@ class _Builder:
                 m.VolumeMount(name="gateway-token", mount_path=WORKER_GATEWAY_TOKEN_DIR, read_only=True)
             )
         image = self.config.gpu_worker_image if resource_class == "gpu" else self.config.worker_image
+        priority_class = self.options.priority_class
+        priority = {} if priority_class is None else {KUEUE_PRIORITY_LABEL: priority_class}
         return Container(
             name=name,
             image=image,
@@ -208,6 +236,7 @@ class _Builder:
                 KUEUE_QUEUE_LABEL: rc.local_queue,
                 BRANCH_LABEL: resource_class,
                 STEP_LABEL: step,
+                **priority,
             },
             node_selector=dict(placement["nodeSelector"]),
             tolerations=[m.Toleration(**t) for t in placement["tolerations"]],
@@ -234,6 +263,7 @@ class _Builder:
         s3 = not self.pvc
         slot_flags = [flag for name, n in self.slots.items() for flag in ("--slots", f"{name}={n}")]
         per_pod = [] if self.per_pod is None else ["--per-pod", str(self.per_pod)]
+        budget = [] if self.options.shot_budget is None else ["--shot-budget", str(self.options.shot_budget)]
         out: dict[str, Container] = {}
         out["generate"] = self.container(
             "generate",
@@ -248,6 +278,7 @@ class _Builder:
                 *spec_to_args(self.spec, circuit_path=CIRCUIT_PATH),
                 "--no-check-backends",
                 *self.cache_args,
+                *budget,
             ],
             inputs=(
                 [RawArtifact(name="circuit", path=CIRCUIT_PATH, data=self.spec.circuit_qasm)]
@@ -274,6 +305,7 @@ class _Builder:
             if name == "qpu":
                 token_file = f"{WORKER_GATEWAY_TOKEN_DIR}/{WORKER_GATEWAY_TOKEN_FILE}"
                 args += ["--gateway-url", gateway_url(self.config), "--gateway-token-file", token_file]
+                args += ["--failover", self.options.failover]
             out[f"execute-{name}"] = self.container(
                 f"execute-{name}",
                 "execute",
@@ -300,18 +332,34 @@ class _Builder:
             "cpu",
             ["step", "report", "--run-dir", rd],
             inputs=self._run_artifacts("run", "results", "reconstruction", "exact") if s3 else None,
-            # The report travels back in the workflow's status: `workflow submit` reads it
-            # there on either artifact store, with no pod or bucket access of its own.
-            outputs=[Parameter(name="report", value_from=m.ValueFrom(path=f"{rd}/report.json"))],
+            # The report travels back in the workflow's status: `workflow submit` and the
+            # QuantumJob operator read it there on either artifact store, with no pod or
+            # bucket access of their own. On s3 it is kept in the bucket too (report_location).
+            outputs=[
+                Parameter(name="report", value_from=m.ValueFrom(path=f"{rd}/report.json")),
+                *([_s3_artifact("report", f"{rd}/report.json", "report.json")] if s3 else []),
+            ],
         )
         return out
 
 
+def report_location(config: StackConfig, workflow_name: str) -> str:
+    """Return where a finished workflow's report.json is kept: a path on the PVC, or an S3 URL."""
+    if config.artifact_store == "pvc":
+        return f"pvc://{ARTIFACT_PVC}/{workflow_name}/report.json"
+    return f"s3://{config.artifact_s3_bucket}/qhybrid/{workflow_name}/report.json"
+
+
 def build_workflow(
-    config: StackConfig, spec: RunSpec, *, per_pod: int | None = None, name: str | None = None
+    config: StackConfig,
+    spec: RunSpec,
+    *,
+    per_pod: int | None = None,
+    name: str | None = None,
+    options: RunOptions | None = None,
 ) -> Workflow:
     """Return the Hera Workflow of ``spec`` on ``config``'s stack (``per_pod``: see split_batches)."""
-    builder = _Builder(config, spec, per_pod)
+    builder = _Builder(config, spec, per_pod, options or RunOptions())
     templates = builder.templates()
     labels = {**PART_OF, "qhybrid.io/spec-hash": spec.spec_hash()[:12]}
     with Workflow(
@@ -343,10 +391,15 @@ def build_workflow(
 
 
 def workflow_object(
-    config: StackConfig, spec: RunSpec, *, per_pod: int | None = None, name: str | None = None
+    config: StackConfig,
+    spec: RunSpec,
+    *,
+    per_pod: int | None = None,
+    name: str | None = None,
+    options: RunOptions | None = None,
 ) -> dict[str, Any]:
     """Return the Workflow as a plain dict (what ``kubectl apply`` or the API takes)."""
-    return build_workflow(config, spec, per_pod=per_pod, name=name).to_dict()
+    return build_workflow(config, spec, per_pod=per_pod, name=name, options=options).to_dict()
 
 
 def to_yaml(workflow: dict[str, Any]) -> str:

@@ -86,8 +86,14 @@ def test_kueue_objects_wait_for_their_crds_and_references(graph):
         assert all(depends_on(graph, lq, cq) for cq in cluster_queues)
 
 
+def gateway_deployments(graph):
+    return [
+        d for d in graph.kubernetes_objects("Deployment") if d.inputs["metadata"]["name"] == "qpu-gateway"
+    ]
+
+
 def test_gateway_pods_start_after_their_secret(graph):
-    [deployment] = graph.kubernetes_objects("Deployment")
+    [deployment] = gateway_deployments(graph)
     [secret] = [
         s
         for s in graph.kubernetes_objects("Secret")
@@ -119,7 +125,7 @@ def test_a_plain_text_token_is_refused():
 
 
 def test_gateway_pods_start_after_everything_they_mount(graph):
-    [deployment] = graph.kubernetes_objects("Deployment")
+    [deployment] = gateway_deployments(graph)
     for kind in ("ConfigMap", "PersistentVolumeClaim", "ServiceAccount"):
         [needed] = [
             r
@@ -130,7 +136,7 @@ def test_gateway_pods_start_after_everything_they_mount(graph):
 
 
 def test_gateway_pods_start_after_they_may_review_tokens(graph):
-    [deployment] = graph.kubernetes_objects("Deployment")
+    [deployment] = gateway_deployments(graph)
     [binding] = graph.kubernetes_objects("ClusterRoleBinding")
     assert binding.inputs["roleRef"]["name"] == "system:auth-delegator"
     assert depends_on(graph, deployment, binding)

@@ -17,6 +17,7 @@ PARTS = {
     "qhybrid:monitoring:Monitoring",
     "qhybrid:gateway:QpuGateway",
     "qhybrid:cache:ResultCache",
+    "qhybrid:operator:QuantumJobOperator",
 }
 
 
@@ -125,21 +126,23 @@ COMMON = {
     "qhybrid:monitoring:Monitoring": 1,
     "qhybrid:gateway:QpuGateway": 1,
     "qhybrid:cache:ResultCache": 1,
+    "qhybrid:operator:QuantumJobOperator": 1,
     "pulumi:providers:kubernetes": 1,
-    "kubernetes:core/v1:Namespace": 6,
-    "kubernetes:core/v1:ServiceAccount": 2,
-    "kubernetes:core/v1:Service": 2,  # the gateway's, the result cache's
-    "kubernetes:apps/v1:Deployment": 1,
+    "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition": 1,  # QuantumJob
+    "kubernetes:core/v1:Namespace": 7,
+    "kubernetes:core/v1:ServiceAccount": 3,
+    "kubernetes:core/v1:Service": 3,  # the gateway's, the result cache's, the operator's metrics
+    "kubernetes:apps/v1:Deployment": 2,  # the gateway, the QuantumJob operator
     "kubernetes:apps/v1:StatefulSet": 1,  # the result cache (Valkey)
     "kubernetes:policy/v1:PodDisruptionBudget": 1,
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 3,
-    "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
-    "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1,
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 4,
+    "kubernetes:rbac.authorization.k8s.io/v1:Role": 2,  # + the operator's, in the workflow namespace
+    "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 2,
     "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": 1,  # the gateway may review tokens
     "kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor": 3,
     "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue": 3,
     "kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue": 3,
-    "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": 3,
+    "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": 4,
     "kubernetes:monitoring.coreos.com/v1:PodMonitor": 1,
     "kubernetes:monitoring.coreos.com/v1:PrometheusRule": 1,
 }
@@ -149,7 +152,7 @@ EXPECTED = {
         "command:local:Command": 2,  # create/delete the cluster; read its kubeconfig
         "kubernetes:helm.sh/v3:Release": 3,
         "kubernetes:core/v1:Secret": 2,  # provider credentials, Grafana admin
-        "kubernetes:core/v1:ConfigMap": 6,  # 4 dashboards, gateway config, cache config
+        "kubernetes:core/v1:ConfigMap": 7,  # 4 dashboards, gateway config, cache config, operator stack
         "kubernetes:core/v1:PersistentVolume": 1,  # the shared host directory
         "kubernetes:core/v1:PersistentVolumeClaim": 2,  # artifacts, gateway state
     },
@@ -169,7 +172,7 @@ EXPECTED = {
         "kubernetes:storage.k8s.io/v1:StorageClass": 1,
         "kubernetes:helm.sh/v3:Release": 5,  # + NVIDIA device plugin, dcgm-exporter
         "kubernetes:core/v1:Secret": 3,  # + S3 artifact credentials
-        "kubernetes:core/v1:ConfigMap": 7,  # + the S3 artifact repository
+        "kubernetes:core/v1:ConfigMap": 8,  # + the S3 artifact repository
         "kubernetes:core/v1:PersistentVolumeClaim": 1,  # gateway state (artifacts go to S3)
     },
 }

@@ -12,15 +12,14 @@ as a ConfigMap that Grafana's dashboard sidecar loads.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
-from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import text
 
 from qhybrid.blueprint.config import StackConfig
 from qhybrid.blueprint.monitoring import alerts
 from qhybrid.blueprint.monitoring import metric_names as m
+from qhybrid.blueprint.monitoring.job_panels import quantumjob_panels, result_cache_panels
 from qhybrid.blueprint.monitoring.panels import dashboard as _dashboard
 from qhybrid.blueprint.monitoring.panels import row as _row
 from qhybrid.blueprint.monitoring.panels import stat_panel as _stat
@@ -105,54 +104,10 @@ def workflows_dashboard(config: StackConfig) -> dict[str, Any]:
                 "short",
             )
         )
+    quantumjob_panels(board, ids)
     if config.cache_enabled:
-        _result_cache_panels(board, ids)
+        result_cache_panels(board, ids)
     return _to_dict(board)
-
-
-def _result_cache_panels(board: db.Dashboard, ids: Iterator[int]) -> None:
-    """The shared result cache (Valkey, through redis_exporter): hit ratio, memory, evictions."""
-    job = f'job="{m.JOB_RESULT_CACHE}"'
-    hits = f"sum(rate({m.REDIS_KEYSPACE_HITS_TOTAL}{{{job}}}[$__rate_interval]))"
-    misses = f"sum(rate({m.REDIS_KEYSPACE_MISSES_TOTAL}{{{job}}}[$__rate_interval]))"
-    board.with_row(_row(ids, "Result cache"))
-    board.with_panel(
-        _timeseries(
-            ids,
-            "Cache hit ratio",
-            "Lookups the shared result cache answered / all lookups (plans, references and results). "
-            "Per-run hits by kind (exact, canonical, relabelled) are in each report.json.",
-            [(f"{hits} / ({hits} + {misses})", "hit ratio")],
-            "percentunit",
-            width=8,
-        )
-    )
-    board.with_panel(
-        _timeseries(
-            ids,
-            "Cache memory",
-            "Memory used against the maxmemory bound (cacheMaxMemoryMib); past it, LRU eviction.",
-            [
-                (f"sum({m.REDIS_MEMORY_USED_BYTES}{{{job}}})", "used"),
-                (f"sum({m.REDIS_MEMORY_MAX_BYTES}{{{job}}})", "bound"),
-            ],
-            "bytes",
-            width=8,
-        )
-    )
-    board.with_panel(
-        _timeseries(
-            ids,
-            "Cache evictions and availability",
-            "Entries evicted per second (LRU), and whether the exporter reaches the server (1 = up).",
-            [
-                (f"sum(rate({m.REDIS_EVICTED_KEYS_TOTAL}{{{job}}}[$__rate_interval]))", "evicted/s"),
-                (f"min({m.REDIS_UP}{{{job}}})", "up"),
-            ],
-            "short",
-            width=8,
-        )
-    )
 
 
 def queues_dashboard() -> dict[str, Any]:

@@ -42,6 +42,7 @@ JOB_ARGO_CONTROLLER = "argo-workflows-controller"
 JOB_KUEUE_CONTROLLER = "kueue-controller"
 JOB_QPU_GATEWAY = "qpu-gateway"
 JOB_RESULT_CACHE = "result-cache"
+JOB_QUANTUMJOB_OPERATOR = "quantumjob-operator"
 
 # --- QPU gateway (the contract) ---
 # The result cache's server, from redis_exporter (the names its v1.6x releases export).
@@ -55,6 +56,11 @@ REDIS_UP = "redis_up"
 CACHE_LOOKUPS_TOTAL = "qhybrid_cache_lookups_total"
 CACHE_BYTES_TOTAL = "qhybrid_cache_bytes_total"
 CACHE_ERRORS_TOTAL = "qhybrid_cache_errors_total"
+# The QuantumJob operator (qhybrid.operator.kube): jobs it knows by namespace and phase,
+# reconciles that failed by reason, and seconds from a job's creation to its final phase.
+QUANTUMJOBS = "qhybrid_quantumjobs"
+QUANTUMJOB_RECONCILE_ERRORS_TOTAL = "qhybrid_quantumjob_reconcile_errors_total"
+QUANTUMJOB_TIME_TO_RESULT_SECONDS = "qhybrid_quantumjob_time_to_result_seconds"
 
 GATEWAY_JOBS_TOTAL = "qhybrid_gateway_jobs_total"
 GATEWAY_JOBS_ACTIVE = "qhybrid_gateway_jobs_active"

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qhybrid.backends.qpu import DEFAULT_FAILOVER, FAILOVER_MODES
-from qhybrid.cutting.policies import POLICIES
+from qhybrid.cutting.policies import DEFAULT_FAILOVER, FAILOVER_MODES, POLICIES
 from qhybrid.spec import DEFAULT_MODE, DEFAULT_POLICY, DEFAULT_SEED, MODES, PROBLEM_FLAGS
 
 GROUP = "qhybrid.io"
@@ -40,10 +39,10 @@ CIRCUIT_RULE = (
     "has(self.qasm) != has(self.configMapKeyRef)",
     "give the circuit inline (qasm) or as a ConfigMap key (configMapKeyRef), not both",
 )
-# The spec may change while the job is Pending (nothing has run); after that it is fixed.
+# The spec may change until the operator has created the job's Workflow (status.workflowName:
+# e.g. while it waits for a ConfigMap holding the circuit); after that it is fixed.
 IMMUTABLE_RULE = (
-    "!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending'"
-    " || self.spec == oldSelf.spec",
+    "!has(oldSelf.status) || !has(oldSelf.status.workflowName) || self.spec == oldSelf.spec",
     "spec is immutable once the job has started; create a new QuantumJob",
 )
 
