@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from qhybrid.backends.aer import AerBackend
+from qhybrid.backends.aer import BRANCHING_MAX_WIDTH, AerBackend
 from qhybrid.backends.base import Backend, OutcomeDistribution
 from qhybrid.backends.qpu import EventSink, GatewaySettings, QpuFailures, qpu_backend
 from qhybrid.errors import InputError
@@ -27,7 +27,7 @@ def get_backend(name: str, gateway: GatewaySettings | None = None) -> Backend:
     key = (name, (gateway or GatewaySettings()) if name == "qpu" else None)
     if key not in _instances:
         if name == "cpu":
-            _instances[key] = AerBackend("cpu", "CPU")
+            _instances[key] = AerBackend("cpu", "CPU", branching_max_width=BRANCHING_MAX_WIDTH)
         elif name == "gpu":
             _instances[key] = AerBackend("gpu", "GPU")
         else:

@@ -1,0 +1,99 @@
+"""Where Aer should take over from the branching statevector engine: time per subexperiment by width.
+
+For each width 4..20 it builds a few subexperiment-like circuits (an ``efficient_su2``
+layer pattern with seeded angles, a mid-circuit measurement and a reset on qubit 0 as a
+cut's local operations, then every qubit measured into the observable register) and
+times, in this process, both engines on the same circuits, exact mode, each warmed up
+first: qiskit-aer's statevector (its deferred-measurement circuit, as the cpu backend
+runs it) and :mod:`qhybrid.backends.branching`. The circuits differ in their angles, so
+the branching engine shares nothing between them: this is its worst case, per circuit.
+
+Run: ``.venv/bin/python benchmarks/bench_branching.py [--widths 4-20] [--circuits N]``.
+It prints the table and the widest width at which the branching engine is faster at
+that width and every narrower one: ``BRANCHING_MAX_WIDTH`` in qhybrid.backends comes
+from it. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+
+from qhybrid.backends.aer import AerBackend
+from qhybrid.backends.branching import branching_distributions
+from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
+
+
+def subexperiment_like(width: int, seed: int, reps: int = 2) -> QuantumCircuit:
+    """An efficient_su2-shaped circuit with a QPD measurement and a reset mid-way, all qubits read."""
+    rng = np.random.default_rng(seed)
+    qubits = QuantumRegister(width, "q")
+    observable = ClassicalRegister(width, OBSERVABLE_REGISTER)
+    qpd = ClassicalRegister(1, QPD_REGISTER)
+    circuit = QuantumCircuit(qubits, observable, qpd)
+    for layer in range(reps + 1):
+        for q in range(width):
+            circuit.ry(float(rng.uniform(0, 2 * np.pi)), q)
+            circuit.rz(float(rng.uniform(0, 2 * np.pi)), q)
+        if layer == reps:
+            break
+        for q in range(width - 1):
+            circuit.cx(q, q + 1)
+        if layer == 0:
+            circuit.h(0)
+            circuit.measure(0, qpd[0])
+            circuit.reset(0)
+    circuit.measure(qubits, observable)
+    return circuit
+
+
+def per_circuit_seconds(run, circuits: list[QuantumCircuit], repeats: int) -> float:
+    run(circuits[:1])  # warm-up: imports, simulator set-up, matrix caches
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run(circuits)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) / len(circuits)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", default="4-20", help="first-last width")
+    parser.add_argument("--circuits", type=int, default=8, help="circuits per width (fewer above 16)")
+    args = parser.parse_args()
+    first, last = (int(w) for w in args.widths.split("-"))
+    aer = AerBackend("cpu", "CPU")
+    print(f"{'width':>5}  {'aer ms':>9}  {'branching ms':>12}  {'aer / branching':>15}  max |difference|")
+    faster_up_to = first - 1
+    still_faster = True
+    for width in range(first, last + 1):
+        count = args.circuits if width <= 16 else max(2, args.circuits // 4)
+        repeats = 3 if width <= 16 else 1
+        circuits = [subexperiment_like(width, seed) for seed in range(count)]
+        aer_s = per_circuit_seconds(aer.exact_distributions, circuits, repeats)
+        ours_s = per_circuit_seconds(branching_distributions, circuits, repeats)
+        worst = 0.0
+        for a, b in zip(aer.exact_distributions(circuits), branching_distributions(circuits), strict=True):
+            dense_a = np.zeros(2 << a.num_observable_bits)
+            dense_a[a.outcomes.astype(np.intp)] = a.weights
+            dense_b = np.zeros(2 << b.num_observable_bits)
+            dense_b[b.outcomes.astype(np.intp)] = b.weights
+            worst = max(worst, float(np.abs(dense_a - dense_b).max()))
+        ratio = aer_s / ours_s
+        still_faster = still_faster and ratio > 1.0
+        if still_faster:
+            faster_up_to = width
+        print(
+            f"{width:>5}  {aer_s * 1e3:>9.3f}  {ours_s * 1e3:>12.3f}  {ratio:>14.2f}x  {worst:.1e}",
+            flush=True,
+        )
+    print(f"the branching engine is faster at every width up to {faster_up_to}")
+
+
+if __name__ == "__main__":
+    main()
