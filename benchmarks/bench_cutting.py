@@ -213,9 +213,43 @@ def summary(report: dict[str, Any], wall: float) -> dict[str, Any]:
     return {"wall": wall, **{k: report[k] for k in keys}}
 
 
+# 40 qubits in 4 pieces of 10. The scenario's ansatz crosses each piece boundary once per
+# rep, so 3 cuts means reps 1 (reps 3 would be 9 cuts: 6**9 QPD terms, over the limit).
+FORTY_QUBITS = "RunSpec(scenario='cutting', qubits=40, reps=1, partition='A'*10+'B'*10+'C'*10+'D'*10)"
+_CHILD = """
+import json, resource, sys, tempfile, time
+from pathlib import Path
+from qhybrid.cache.session import CacheSettings
+from qhybrid.pipeline.runner import run_local
+from qhybrid.spec import RunSpec
+spec = {spec}
+started = time.perf_counter()
+report = run_local(spec, Path(tempfile.mkdtemp()) / "run", cache=CacheSettings(enabled=False))
+wall = time.perf_counter() - started
+print(json.dumps({{
+    "wall_s": wall, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    "error": report["error"], "exact_reference": report["provenance"]["exact_reference"],
+    "unique": report["counts"]["unique"], "subexperiments": report["counts"]["subexperiments"],
+    "timings": report["timings"],
+}}))
+"""
+
+
+def run_in_child(spec: str) -> dict[str, Any]:
+    """Run one spec with run_local in a fresh process; return its wall time, peak memory and figures."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(spec=spec)], check=True, capture_output=True, text=True
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-24", action="store_true", help="skip the 24-qubit / 4-cut case")
+    parser.add_argument("--skip-40", action="store_true", help="skip the 40-qubit / 3-cut case")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write all figures as JSON")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each exact flow (median)")
     parser.add_argument(
@@ -315,6 +349,26 @@ def main() -> int:
         error = abs(wide["error"])
         check("24q exact: |estimate - exact|", error, "{:.2e}", "<= 1e-9", error <= 1e-9)
         runs.append(("24q", wide))
+
+    if not args.skip_40:
+        console.rule("4b. qhybrid exact mode, 40 qubits in 4 pieces of 10 (3 cuts), MPS reference")
+        forty = run_in_child(FORTY_QUBITS)
+        say(
+            f"run_local wall {forty['wall_s']:.3f}s, peak memory {forty['peak_rss_mib']} MiB (a fresh "
+            f"process: imports included); error {forty['error']:+.2e} against the "
+            f"{forty['exact_reference']['method']} reference (bond dimension "
+            f"{forty['exact_reference'].get('max_bond_dimension')}); {forty['unique']} unique of "
+            f"{forty['subexperiments']} subexperiments; timings {fmt(forty['timings'])}"
+        )
+        figures["exact_40"] = forty
+        check("40q exact: run_local wall", forty["wall_s"], "{:.2f}s", "< 60s", forty["wall_s"] < 60)
+        check(
+            "40q exact: |estimate - MPS exact|",
+            abs(forty["error"]),
+            "{:.2e}",
+            "<= 1e-8",
+            abs(forty["error"]) <= 1e-8,
+        )
 
     console.rule("5. local orchestration overhead, relative to time inside the backends")
     say(

@@ -69,6 +69,18 @@ def test_three_partitions(tmp_path):
     assert abs(report["estimate"] - exact) <= TOLERANCE
 
 
+def test_40_qubits_in_four_pieces_against_an_mps_reference(tmp_path):
+    # 3 cuts: the ansatz crosses each of the 3 piece boundaries once (reps 1).
+    report = run(
+        tmp_path, scenario="cutting", qubits=40, reps=1, partition="A" * 10 + "B" * 10 + "C" * 10 + "D" * 10
+    )
+    assert report["problem"]["num_cuts"] == 3
+    reference = report["provenance"]["exact_reference"]
+    assert reference["computed"] and reference["method"] == "matrix_product_state"
+    assert reference["max_bond_dimension"] == 2
+    assert abs(report["error"]) <= 1e-8
+
+
 @pytest.mark.slow
 def test_24_qubits_4_cuts(tmp_path):
     report = run(tmp_path, scenario="cutting", qubits=24, reps=4)

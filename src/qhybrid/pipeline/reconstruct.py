@@ -17,7 +17,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qhybrid import atomic
 from qhybrid.backends import OutcomeDistribution
 from qhybrid.cache.session import OFF, CacheSettings, session_for
-from qhybrid.cutting.exact import exact_term_values
+from qhybrid.cutting.exact import NotExact, reference_term_values
 from qhybrid.cutting.prepare import prepare_for_cutting
 from qhybrid.cutting.problem import EXACT_REFERENCE_MAX_QUBITS, parse_qasm
 from qhybrid.cutting.reconstruct import reconstruct
@@ -79,8 +79,6 @@ def exact_reference(run_dir: RunDir, cache: CacheSettings = OFF) -> dict[str, An
         return dict(atomic.read_json(run_dir.exact_file))
     problem = run_dir.generated().manifest["problem"]
     num_qubits = problem["num_qubits"]
-    if num_qubits > EXACT_REFERENCE_MAX_QUBITS:
-        return {"computed": False, "reason": f"{num_qubits} qubits > {EXACT_REFERENCE_MAX_QUBITS}"}
     session = session_for(cache) if cache.enabled else None
     started = time.perf_counter()
     remembered = recall_reference(session, problem) if session is not None else None
@@ -95,12 +93,20 @@ def exact_reference(run_dir: RunDir, cache: CacheSettings = OFF) -> dict[str, An
     circuit, _ = prepare_for_cutting(circuit)
     coeffs = np.asarray(problem["observable_coeffs"], dtype=np.float64)
     observable = SparsePauliOp(problem["observable_paulis"], coeffs)
-    term_values = exact_term_values(circuit, observable)
+    try:
+        term_values, how = reference_term_values(
+            circuit, observable, statevector_max_qubits=EXACT_REFERENCE_MAX_QUBITS
+        )
+    except NotExact as why:
+        # Too wide for a statevector and too entangled for an exact MPS: the report says so.
+        reason = f"{num_qubits} qubits: {why}, and a statevector stops at {EXACT_REFERENCE_MAX_QUBITS}"
+        return {"computed": False, "reason": reason}
     exact = {
         "computed": True,
         "value": float(np.dot(term_values, coeffs)),
         "term_values": [float(v) for v in term_values],
         "seconds": time.perf_counter() - started,
+        **how,
     }
     atomic.write_json(run_dir.exact_file, exact)
     if session is not None:

@@ -82,6 +82,15 @@ def build_report(
             "gateway_jobs": execution.get("gateway_jobs", []),
             "environment": environment(),
             "generated_with": spec["created_with"],
+            # How the exact reference was computed (statevector or MPS, its bond dimension), or why not.
+            "exact_reference": {
+                "computed": bool(reconstruction["exact"].get("computed")),
+                **{
+                    k: reconstruction["exact"][k]
+                    for k in ("method", "max_bond_dimension", "truncation", "reason")
+                    if k in reconstruction["exact"]
+                },
+            },
         },
         "timings": step_timings,
         "cache": cache_section(execution.get("cache") or {}),
@@ -180,7 +189,8 @@ def summary_text(report: dict[str, Any]) -> str:
         lines.append(f"exact           {report['exact']:+.12f}")
         lines.append(f"error           {report['error']:+.3e}")
     else:
-        lines.append("exact           not computed (circuit too wide for a statevector)")
+        reason = (report["provenance"].get("exact_reference") or {}).get("reason", "circuit too wide")
+        lines.append(f"exact           not computed ({reason})")
     backends = Counter(provenance["backend_per_subexperiment"])
     problem = report["problem"]
     lines += [

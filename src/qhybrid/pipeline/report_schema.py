@@ -7,15 +7,17 @@ is this schema as a file for other tools (a drift test keeps the two equal).
 
 Versions: 1.0: the first with a schema; it adds ``schema_version``,
 ``provenance.gateway_jobs``, ``provenance.failovers[].transient``,
-``problem.cuts`` and ``problem.preprocessing``. 1.1 (this one): adds ``cache``, what
-the result cache did (hits by kind, computed, collisions, errors).
+``problem.cuts`` and ``problem.preprocessing``. 1.1: adds ``cache``, what the result
+cache did (hits by kind, computed, collisions, errors). 1.2 (this one): adds
+``provenance.exact_reference``, how the exact value was computed (statevector, or a
+matrix product state with its bond dimension and truncation) or why it was not.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
 _SECONDS = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}
@@ -108,6 +110,19 @@ REPORT_SCHEMA: dict[str, Any] = {
                             "subexperiment": {"type": "integer", "minimum": 0},
                             "transient": {"type": "boolean"},
                         },
+                    },
+                },
+                "exact_reference": {
+                    "type": "object",
+                    "description": "How the exact reference was computed, or why it was not (schema 1.2).",
+                    "required": ["computed"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "computed": {"type": "boolean"},
+                        "method": {"enum": ["statevector", "matrix_product_state"]},
+                        "max_bond_dimension": {"type": "integer", "minimum": 1},
+                        "truncation": {"type": "string"},
+                        "reason": {"type": "string"},
                     },
                 },
                 "gateway_jobs": {
