@@ -8,8 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from qhybrid.scenarios import CUTTING
-from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister, qasm3
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 from qiskit.circuit.library import CCXGate
 
 from qhybrid.backends.aer import AerBackend
@@ -17,7 +16,7 @@ from qhybrid.backends.branching import Unsupported, branching_distributions
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
 from qhybrid.cutting.plan import generate_subexperiments
 from qhybrid.spec import RunSpec, problem_of
-from tests.scenarios.helpers import rotations_circuit
+from tests.scenarios.helpers import round_trip_problems
 
 TOLERANCE = 1e-12
 RANDOM_CIRCUITS = 500
@@ -50,21 +49,7 @@ def unique_subexperiments(spec: RunSpec) -> list[QuantumCircuit]:
     return list({id(c): c for label in experiments for c in experiments[label]}.values())
 
 
-PROBLEMS = {
-    "default": RunSpec(scenario="cutting"),
-    "x and y terms": RunSpec(
-        circuit_qasm=qasm3.dumps(rotations_circuit(6, 2, seed=11)),
-        observable="0.5*XXIIII - 1.0*IIIYYI + 0.75*ZIIIIX + 1.25*IYIZII",
-        partition="AAABBB",
-    ),
-    "automatic cuts": RunSpec(
-        circuit_qasm=qasm3.dumps(CUTTING.circuit(6, 2, 5)),
-        observable="ZZIIII + 0.5*IIIZZI + IIXIIZ",
-        max_width=3,
-        seed=5,
-    ),
-    "three partitions": RunSpec(scenario="cutting", qubits=9, reps=1, partition="AAABBBCCC", seed=3),
-}
+PROBLEMS = round_trip_problems()
 
 
 @pytest.mark.parametrize("name", list(PROBLEMS))

@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qhybrid.scenarios import CUTTING
-from qiskit import qasm3
 from qiskit_addon_cutting import generate_cutting_experiments
 
 from qhybrid.cutting.fingerprint import circuit_fingerprint
 from qhybrid.cutting.plan import generate_subexperiments
-from qhybrid.spec import RunSpec, problem_of
-from tests.scenarios.helpers import rotations_circuit
+from qhybrid.spec import problem_of
+from tests.scenarios.helpers import round_trip_problems
 
-PROBLEMS = {
-    "default": RunSpec(scenario="cutting"),
-    "x_and_y_terms": RunSpec(
-        circuit_qasm=qasm3.dumps(rotations_circuit(6, 2, seed=11)),
-        observable="0.5*XXIIII - 1.0*IIIYYI + 0.75*ZIIIIX + 1.25*IYIZII",
-        partition="AAABBB",
-    ),
-    "automatic_cuts": RunSpec(
-        circuit_qasm=qasm3.dumps(CUTTING.circuit(6, 2, 5)),
-        observable="ZZIIII + 0.5*IIIZZI + IIXIIZ",
-        max_width=3,
-        seed=5,
-    ),
-    "three_partitions": RunSpec(scenario="cutting", qubits=9, reps=1, partition="AAABBBCCC", seed=3),
-}
+PROBLEMS = round_trip_problems()
 
 
 @pytest.mark.parametrize("name", sorted(PROBLEMS))
