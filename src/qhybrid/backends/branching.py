@@ -19,6 +19,7 @@ other circuits shared its prefix.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -38,13 +39,28 @@ class Unsupported(ValueError):
 Token = tuple[Any, ...]
 
 
-def _tokens(circuit: QuantumCircuit) -> tuple[list[Token], dict[int, int]]:
-    """Return the circuit as comparable instruction tokens, and each final measurement's clbit by qubit.
+@dataclass(frozen=True)
+class _Program:
+    """One circuit as the engine runs it.
 
-    A token is (kind, payload, qubits, clbit): kind "u" (a unitary: payload is its
-    matrix's bytes key), "m" (a mid-circuit measurement), "r" (a reset). A measurement
-    with no later instruction on its qubit is left out and returned as final.
+    ``tokens``: each instruction as (kind, payload, qubits, clbit): kind "u" (a unitary:
+    payload is its matrix's key), "m" (a mid-circuit measurement), "r" (a reset).
+    ``final``: qubit -> clbit of each measurement read off the end state (nothing acts on
+    its qubit or writes its bit after it). ``observable_bits``/``qpd_bits``: clbit indices.
     """
+
+    width: int
+    tokens: list[Token]
+    final: dict[int, int]
+    observable_bits: list[int]
+    qpd_bits: list[int]
+
+
+def _program(circuit: QuantumCircuit) -> _Program:
+    """Return the circuit as a _Program; Unsupported names what the engine cannot run."""
+    registers = {creg.name: creg for creg in circuit.cregs}
+    if OBSERVABLE_REGISTER not in registers:
+        raise Unsupported(f"no {OBSERVABLE_REGISTER!r} register")
     qubit = {bit: i for i, bit in enumerate(circuit.qubits)}
     clbit = {bit: i for i, bit in enumerate(circuit.clbits)}
     if circuit.num_clbits > 62:
@@ -79,7 +95,9 @@ def _tokens(circuit: QuantumCircuit) -> tuple[list[Token], dict[int, int]]:
             raise Unsupported(f"{name!r} acts on {len(qubits)} qubits")
         else:
             tokens.append(("u", _matrix_key(inst), qubits, None))
-    return tokens, final
+    observable = [clbit[b] for b in registers[OBSERVABLE_REGISTER]]
+    qpd = [clbit[b] for b in registers[QPD_REGISTER]] if QPD_REGISTER in registers else []
+    return _Program(circuit.num_qubits, tokens, final, observable, qpd)
 
 
 def _matrix_key(inst: Any) -> tuple[Any, ...]:
@@ -101,7 +119,9 @@ def _matrix_key(inst: Any) -> tuple[Any, ...]:
     return key
 
 
-_MATRICES: dict[tuple[Any, ...], np.ndarray] = {}
+# Matrix key -> matrix. The reset's X is there from the start, under the key an x gate gets.
+_X_KEY: tuple[Any, ...] = ("x", 1)
+_MATRICES: dict[tuple[Any, ...], np.ndarray] = {_X_KEY: np.array([[0, 1], [1, 0]], dtype=np.complex128)}
 
 
 @cache
@@ -191,20 +211,13 @@ def _measure(node: _Node, num_qubits: int, qubit: int, clbit: int) -> _Node:
 def _reset(node: _Node, num_qubits: int, qubit: int) -> _Node:
     zero, one = _split(node, num_qubits, qubit)
     flipped = _node_of(one)
-    _apply_unitary(flipped, num_qubits, _matrix_key_x(), (qubit,))
+    _apply_unitary(flipped, num_qubits, _X_KEY, (qubit,))
     records = np.concatenate([node.records, node.records])
     return _node_without_zeros(np.concatenate([zero, flipped.states]), records)
 
 
 def _node_of(states: np.ndarray) -> _Node:
     return _Node(states, np.zeros(states.shape[0], dtype=np.int64))
-
-
-@cache
-def _matrix_key_x() -> tuple[Any, ...]:
-    circuit = QuantumCircuit(1)
-    circuit.x(0)
-    return _matrix_key(circuit.data[0])
 
 
 def _node_without_zeros(states: np.ndarray, records: np.ndarray) -> _Node:
@@ -215,11 +228,9 @@ def _node_without_zeros(states: np.ndarray, records: np.ndarray) -> _Node:
     return _Node(np.ascontiguousarray(states[alive]), records[alive])
 
 
-def _finish(
-    node: _Node, circuit_bits: tuple[int, int, list[int], list[int]], final: dict[int, int]
-) -> OutcomeDistribution:
+def _finish(node: _Node, program: _Program) -> OutcomeDistribution:
     """Fold the branches' end states into (observable bits | QPD parity << n_obs)."""
-    num_qubits, num_clbits, observable_bits, qpd_bits = circuit_bits
+    num_qubits, final = program.width, program.final
     measured = sorted(final)
     others = [q for q in range(num_qubits) if q not in final]
     branches = node.states.shape[0]
@@ -235,26 +246,16 @@ def _finish(
         bit = np.int64(1 << final[q])
         value = (outcome >> position) & 1
         words = np.where(value[None, :] == 1, words | bit, words & ~bit)
-    num_obs = len(observable_bits)
+    num_obs = len(program.observable_bits)
     index = np.zeros_like(words)
-    for position, c in enumerate(observable_bits):
+    for position, c in enumerate(program.observable_bits):
         index |= ((words >> c) & 1) << position
     parity = np.zeros_like(words)
-    for c in qpd_bits:
+    for c in program.qpd_bits:
         parity ^= (words >> c) & 1
     index |= parity << num_obs
     dense = np.bincount(index.ravel(), weights=marginal.ravel(), minlength=2 << num_obs)
     return OutcomeDistribution.from_dense(dense, num_obs, None)
-
-
-def _bits_of(circuit: QuantumCircuit) -> tuple[int, int, list[int], list[int]]:
-    registers = {creg.name: creg for creg in circuit.cregs}
-    if OBSERVABLE_REGISTER not in registers:
-        raise Unsupported(f"no {OBSERVABLE_REGISTER!r} register")
-    clbit = {bit: i for i, bit in enumerate(circuit.clbits)}
-    observable = [clbit[b] for b in registers[OBSERVABLE_REGISTER]]
-    qpd = [clbit[b] for b in registers[QPD_REGISTER]] if QPD_REGISTER in registers else []
-    return circuit.num_qubits, circuit.num_clbits, observable, qpd
 
 
 def branching_distributions(circuits: Sequence[QuantumCircuit]) -> list[OutcomeDistribution]:
@@ -263,15 +264,15 @@ def branching_distributions(circuits: Sequence[QuantumCircuit]) -> list[OutcomeD
     Raises Unsupported (before any work) when a circuit has an instruction the engine
     does not simulate: more than two qubits, no matrix, classical control.
     """
-    prepared = [(_tokens(circuit), _bits_of(circuit)) for circuit in circuits]
+    programs = [_program(circuit) for circuit in circuits]
     results: list[OutcomeDistribution | None] = [None] * len(circuits)
     by_width: dict[int, list[int]] = {}
-    for i, circuit in enumerate(circuits):
-        by_width.setdefault(circuit.num_qubits, []).append(i)
+    for i, program in enumerate(programs):
+        by_width.setdefault(program.width, []).append(i)
     for width, members in by_width.items():
         start = np.zeros((1, 1 << width), dtype=np.complex128)
         start[0, 0] = 1.0
-        _walk(_node_of(start), width, members, 0, prepared, results)
+        _walk(_node_of(start), width, members, 0, programs, results)
     return [r for r in results if r is not None]
 
 
@@ -280,25 +281,24 @@ def _walk(
     width: int,
     members: list[int],
     position: int,
-    prepared: list[tuple[tuple[list[Token], dict[int, int]], tuple[int, int, list[int], list[int]]]],
+    programs: list[_Program],
     results: list[OutcomeDistribution | None],
 ) -> None:
     """Simulate ``members`` (which share their tokens before ``position``) from ``node``."""
     while True:
-        ended = [i for i in members if len(prepared[i][0][0]) == position]
-        for i in ended:
-            (_, final), bits = prepared[i]
-            results[i] = _finish(node, bits, final)
-        members = [i for i in members if len(prepared[i][0][0]) > position]
+        for i in members:
+            if len(programs[i].tokens) == position:
+                results[i] = _finish(node, programs[i])
+        members = [i for i in members if len(programs[i].tokens) > position]
         if not members:
             return
         groups: dict[Token, list[int]] = {}
         for i in members:
-            groups.setdefault(prepared[i][0][0][position], []).append(i)
+            groups.setdefault(programs[i].tokens[position], []).append(i)
         if len(groups) > 1:
             for index, (token, group) in enumerate(groups.items()):
                 child = node if index == len(groups) - 1 else node.copy()
-                _walk(_step(child, width, token), width, group, position + 1, prepared, results)
+                _walk(_step(child, width, token), width, group, position + 1, programs, results)
             return
         ((token, members),) = groups.items()
         node = _step(node, width, token)
