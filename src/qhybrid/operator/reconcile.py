@@ -17,7 +17,7 @@ uid and so a new Workflow.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -173,6 +173,14 @@ def _merge_conditions(old: list[dict[str, Any]], new: list[dict[str, Any]], now:
 
 def reconcile(observed: Observed, config: StackConfig, *, now: str, now_epoch: float) -> Decision:
     """Return what to do for one job, given what was observed (``now``: RFC 3339, for conditions)."""
+    decision = _reconcile(observed, config, now)
+    if decision.transition is not None and decision.transition.new in FINAL_PHASES:
+        created = observed.job["metadata"].get("creationTimestamp")
+        decision = replace(decision, time_to_result=_seconds_since(created, now_epoch))
+    return decision
+
+
+def _reconcile(observed: Observed, config: StackConfig, now: str) -> Decision:
     job = observed.job
     meta = job["metadata"]
     old = dict(job.get("status") or {})
@@ -193,21 +201,21 @@ def reconcile(observed: Observed, config: StackConfig, *, now: str, now_epoch: f
         conditions.append(_condition("SpecChanged", True, "ImmutableAfterStart", message, generation))
 
     # A final job stays final, except one refused before it started whose spec was fixed since.
-    retry_fixed_spec = not started and generation != int(old.get("observedGeneration") or generation)
+    retry_fixed_spec = not started and generation != run_generation
     if old_phase in FINAL_PHASES and not retry_fixed_spec:
-        return _decide(old, updates, conditions, old_phase, now)
+        return _decide(old, updates, conditions, now)
 
     if workflow is not None and not is_owned_by(workflow, job):
         name = workflow_name(job)
         message = f"a Workflow named {name} exists and is not this QuantumJob's; delete it or rename the job"
-        return _fail(old, conditions, "WorkflowConflict", message, generation, now, now_epoch, meta)
+        return _fail(old, conditions, "WorkflowConflict", message, generation, now)
 
     if workflow is None and started:
         message = (
             f"workflow {old['workflowName']} was deleted before it finished; "
             "delete and re-apply the QuantumJob to run it again"
         )
-        return _fail(old, conditions, "WorkflowDeleted", message, run_generation, now, now_epoch, meta)
+        return _fail(old, conditions, "WorkflowDeleted", message, run_generation, now)
 
     request = None
     if not started:
@@ -218,12 +226,12 @@ def reconcile(observed: Observed, config: StackConfig, *, now: str, now_epoch: f
                 _condition("Accepted", False, "CircuitNotFound", observed.circuit_problem, generation)
             )
             updates.update(phase="Pending", message=observed.circuit_problem, observedGeneration=generation)
-            return _decide(old, updates, conditions, old_phase, now, reason="CircuitNotFound")
+            return _decide(old, updates, conditions, now, reason="CircuitNotFound")
         try:
             request = request_of(job["spec"], observed.circuit_text)
         except InputError as error:
             conditions.append(_condition("Accepted", False, "InvalidSpec", str(error), generation))
-            return _fail(old, conditions, "InvalidSpec", str(error), generation, now, now_epoch, meta)
+            return _fail(old, conditions, "InvalidSpec", str(error), generation, now)
         conditions.append(_condition("Accepted", True, "Valid", "the spec is a valid run", generation))
         updates.update(
             workflowName=workflow_name(job),
@@ -241,7 +249,7 @@ def reconcile(observed: Observed, config: StackConfig, *, now: str, now_epoch: f
         )
         conditions.append(_in_progress(generation))
         updates.update(phase="Pending", message="workflow created; waiting for Argo and Kueue")
-        return _decide(old, updates, conditions, old_phase, now, workflow=create, reason="Created")
+        return _decide(old, updates, conditions, now, workflow=create, reason="Created")
 
     conditions.append(
         _condition("WorkflowCreated", True, "Created", f"workflow {workflow_name(job)}", run_generation)
@@ -252,26 +260,24 @@ def reconcile(observed: Observed, config: StackConfig, *, now: str, now_epoch: f
             results = result_fields(report_of(workflow))
         except (QhybridError, KeyError, TypeError, ValueError) as error:
             message = f"the workflow succeeded but its report output is unusable: {error}"
-            return _fail(old, conditions, "NoReport", message, run_generation, now, now_epoch, meta)
+            return _fail(old, conditions, "NoReport", message, run_generation, now)
         updates.update(results, phase="Succeeded", message="done")
         conditions.append(
             _condition("Complete", True, "Succeeded", "the estimate is in the status", run_generation)
         )
-        return _decide(
-            old, updates, conditions, old_phase, now, reason="Succeeded", now_epoch=now_epoch, meta=meta
-        )
+        return _decide(old, updates, conditions, now, reason="Succeeded")
     phase = _JOB_PHASE_OF.get(argo_phase, "Running")
     if phase == "Failed":
         step, message = failed_step(workflow)
         updates["failedStep"] = step
         reason = "StepFailed" if step else "WorkflowFailed"
-        return _fail(old, conditions, reason, message, run_generation, now, now_epoch, meta, updates)
+        return _fail(old, conditions, reason, message, run_generation, now, updates)
     progress = (workflow.get("status") or {}).get("progress")
     conditions.append(_in_progress(run_generation))
     updates.update(
         phase=phase, message=f"workflow {phase.lower()}" + (f", {progress} pods" if progress else "")
     )
-    return _decide(old, updates, conditions, old_phase, now, reason=f"Workflow{phase}")
+    return _decide(old, updates, conditions, now, reason=f"Workflow{phase}")
 
 
 def _fail(
@@ -281,40 +287,30 @@ def _fail(
     message: str,
     generation: int,
     now: str,
-    now_epoch: float,
-    meta: Mapping[str, Any],
     updates: dict[str, Any] | None = None,
 ) -> Decision:
     conditions = [*conditions, _condition("Complete", False, reason, message, generation)]
     fields = {**(updates or {}), "phase": "Failed", "message": message[:_MAX_MESSAGE]}
     fields.setdefault("observedGeneration", generation)
-    return _decide(
-        old, fields, conditions, old.get("phase"), now, reason=reason, now_epoch=now_epoch, meta=meta
-    )
+    return _decide(old, fields, conditions, now, reason=reason)
 
 
 def _decide(
     old: dict[str, Any],
     updates: dict[str, Any],
     conditions: list[dict[str, Any]],
-    old_phase: str | None,
     now: str,
     *,
     workflow: dict[str, Any] | None = None,
     reason: str = "",
-    now_epoch: float | None = None,
-    meta: Mapping[str, Any] | None = None,
 ) -> Decision:
     status = {**old, **updates}
     status["conditions"] = _merge_conditions(list(old.get("conditions") or []), conditions, now)
-    new_phase = status.get("phase")
+    old_phase, new_phase = old.get("phase"), status.get("phase")
     transition = None
-    time_to_result = None
     if new_phase is not None and new_phase != old_phase:
         transition = Transition(old_phase, new_phase, reason, str(status.get("message") or ""))
-        if new_phase in FINAL_PHASES and now_epoch is not None and meta is not None:
-            time_to_result = _seconds_since(meta.get("creationTimestamp"), now_epoch)
-    return Decision(status, workflow, transition, time_to_result)
+    return Decision(status, workflow, transition)
 
 
 def _seconds_since(stamp: str | None, now_epoch: float) -> float | None:
