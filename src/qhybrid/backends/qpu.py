@@ -32,7 +32,7 @@ from qiskit import QuantumCircuit
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
 from qhybrid.cutting.fingerprint import circuit_fingerprint
 from qhybrid.cutting.outcomes import OutcomeDistribution
-from qhybrid.cutting.policies import DEFAULT_FAILOVER, FAILOVER_MODES
+from qhybrid.cutting.policies import DEFAULT_FAILOVER, check_failover
 from qhybrid.errors import BackendUnavailable, InputError, QhybridError
 
 DEFAULT_CIRCUITS_PER_JOB = 64
@@ -58,10 +58,7 @@ class GatewaySettings:
 
     def __post_init__(self) -> None:
         """Reject settings no client could use."""
-        if self.failover not in FAILOVER_MODES:
-            raise InputError(
-                "--failover", f"unknown mode {self.failover!r}; choose one of {list(FAILOVER_MODES)}"
-            )
+        check_failover(self.failover)
         if self.max_attempts < 1:
             raise InputError("--gateway-max-attempts", f"must be at least 1, got {self.max_attempts}")
         if self.job_timeout_s <= 0:

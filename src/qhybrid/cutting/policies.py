@@ -17,6 +17,12 @@ FAILOVER_MODES = ("never", "transient", "always")
 DEFAULT_FAILOVER = "transient"
 
 
+def check_failover(mode: str) -> None:
+    """Refuse a failover mode that is not one of FAILOVER_MODES, naming --failover."""
+    if mode not in FAILOVER_MODES:
+        raise InputError("--failover", f"unknown mode {mode!r}; choose one of {list(FAILOVER_MODES)}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class WidthPolicy:
     """Route a subexperiment by its width (number of qubits of its subcircuit)."""

@@ -55,6 +55,8 @@ _FLAG_OF_FIELD = {
     "seed": "seed",
     "policy": "policy",
 }
+# The fields that are run options, not problem flags (RunOptions).
+_OPTION_FIELDS = {"failover", "cache", "priorityClassName", "shotBudget"}
 _FIELD_OF_OPTION = {
     **{"--" + flag.replace("_", "-"): field for field, flag in _FLAG_OF_FIELD.items()},
     "--failover": "failover",
@@ -128,6 +130,3 @@ def request_of(job_spec: Mapping[str, Any], circuit_text: str | None = None) -> 
             field = f"spec.{_FIELD_OF_OPTION.get(field, field.lstrip('-').split('/')[0])}"
         raise InputError(field, error.problem) from None
     return JobRequest(spec, options)
-
-
-_OPTION_FIELDS = {"failover", "cache", "priorityClassName", "shotBudget"}

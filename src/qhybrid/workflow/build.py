@@ -44,7 +44,7 @@ from qhybrid.blueprint.names import (
 )
 from qhybrid.blueprint.namespaces import restricted_container_security, restricted_pod_security
 from qhybrid.blueprint.pools import KUEUE_QUEUE_LABEL, RESOURCE_CLASSES, pool_placement
-from qhybrid.cutting.policies import DEFAULT_FAILOVER, FAILOVER_MODES
+from qhybrid.cutting.policies import DEFAULT_FAILOVER, check_failover
 from qhybrid.errors import InputError
 from qhybrid.pipeline.rundir import EXACT_FILE, RECONSTRUCTION_FILE, RESULTS_DIR
 from qhybrid.spec import RunSpec, spec_to_args
@@ -139,10 +139,7 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         """Refuse values the steps would refuse, before any pod starts."""
-        if self.failover not in FAILOVER_MODES:
-            raise InputError(
-                "--failover", f"unknown mode {self.failover!r}; choose one of {list(FAILOVER_MODES)}"
-            )
+        check_failover(self.failover)
         if self.shot_budget is not None and self.shot_budget < 1:
             raise InputError("--shot-budget", f"must be at least 1, got {self.shot_budget}")
 
