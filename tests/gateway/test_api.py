@@ -212,6 +212,11 @@ def test_shot_budget_is_a_clear_403_and_cancel_refunds(gateway):
     cancelled = client.delete(f"/v1/jobs/{second.json()['id']}", headers=auth("bob"))
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     assert client.get("/v1/budget", headers=auth("bob")).json()["shots_used"] == 2000
+    # The metrics say the same, read from the store at scrape time; alice has no budget, so no series.
+    text = client.get("/metrics").text
+    assert f'{metric_names.GATEWAY_SHOT_BUDGET}{{client="bob"}} 3000.0' in text
+    assert f'{metric_names.GATEWAY_SHOT_BUDGET_REMAINING}{{client="bob"}} 1000.0' in text
+    assert f'{metric_names.GATEWAY_SHOT_BUDGET}{{client="alice"}}' not in text
     assert post(client, job_body("b3", shots=1), who="bob").status_code == 202
     done = wait_result(client, first.json()["id"], who="bob")
     assert done["state"] == "succeeded"

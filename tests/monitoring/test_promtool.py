@@ -18,6 +18,7 @@ import yaml
 from qhybrid.blueprint import monitoring
 from qhybrid.blueprint.config import load_stack_file
 from qhybrid.blueprint.monitoring import alerts, dashboards
+from tests.monitoring.slo_cases import all_slo_cases
 
 HERE = Path(__file__).resolve().parent
 UNIT_TESTS = HERE / "alerts_test.yaml"
@@ -28,8 +29,16 @@ needs_promtool = pytest.mark.skipif(
 )
 
 
+SLO_TESTS = "slo_test.yaml"  # written next to the rules from tests/monitoring/slo_cases.py
+
+
 def unit_tests() -> dict:
     return yaml.safe_load(UNIT_TESTS.read_text())
+
+
+def all_cases() -> list[dict]:
+    """The hand-written cases and the SLO cases built from each SLO's event streams."""
+    return unit_tests()["tests"] + all_slo_cases()
 
 
 def promtool(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -43,6 +52,8 @@ def write_rules(directory: Path, groups: list[dict]) -> Path:
     path = directory / RULES_FILE
     path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
     shutil.copy(UNIT_TESTS, directory / UNIT_TESTS.name)
+    slo_tests = {"rule_files": [RULES_FILE], "evaluation_interval": "1m", "tests": all_slo_cases()}
+    (directory / SLO_TESTS).write_text(yaml.safe_dump(slo_tests, sort_keys=False, width=1000))
     return path
 
 
@@ -57,11 +68,26 @@ def test_promtool_check_rules_accepts_the_rendered_rule(tmp_path):
 
 
 @needs_promtool
-def test_promtool_unit_tests_pass(tmp_path):
+@pytest.mark.parametrize("tests", [UNIT_TESTS.name, SLO_TESTS])
+def test_promtool_unit_tests_pass(tmp_path, tests):
     write_rules(tmp_path, alerts.rule_groups())
-    result = promtool("test", "rules", UNIT_TESTS.name, cwd=tmp_path)
+    result = promtool("test", "rules", tests, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+@needs_promtool
+def test_promtool_slo_cases_fail_when_an_objective_is_loosened(tmp_path):
+    # The cases' expectations come from the objectives: a rule with another objective fails them.
+    groups = copy.deepcopy(alerts.rule_groups())
+    rule = next(
+        r for g in groups for r in g["rules"] if r.get("alert") == "QhybridQpuGatewayAvailabilityFastBurn"
+    )
+    rule["expr"] = rule["expr"].replace("> 0.0144", "> 2")  # burn can never exceed 1/budget here
+    write_rules(tmp_path, groups)
+    result = promtool("test", "rules", SLO_TESTS, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "QhybridQpuGatewayAvailabilityFastBurn" in result.stdout + result.stderr
 
 
 @needs_promtool
@@ -94,7 +120,7 @@ def test_dashboard_queries_are_valid_promql(tmp_path, stack):
 
 def test_every_alert_has_a_case_that_fires_and_one_that_stays_quiet():
     fires, quiet = set(), set()
-    for case in unit_tests()["tests"]:
+    for case in all_cases():
         for check in case.get("alert_rule_test", []):
             (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
     names = set(alerts.alert_names())
@@ -106,7 +132,7 @@ def test_every_alert_has_a_case_that_fires_and_one_that_stays_quiet():
 
 def test_firing_cases_expect_the_rules_labels():
     rules = {r["alert"]: r for g in alerts.rule_groups() for r in g["rules"] if "alert" in r}
-    for case in unit_tests()["tests"]:
+    for case in all_cases():
         for check in case.get("alert_rule_test", []):
             for expected in check.get("exp_alerts") or []:
                 rule = rules[check["alertname"]]

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from qhybrid.blueprint.monitoring import metric_names as names
@@ -143,6 +143,10 @@ class GatewayMetrics:
         for backend in backends:
             self.queue_depth.labels(backend).set_function(_depth(store, backend))
 
+    def watch_budgets(self, store: JobStore, budgets: dict[str, int]) -> None:
+        """Export each budgeted client's budget and what remains of it, read at scrape time."""
+        self.registry.register(_ShotBudgets(store, budgets))
+
     def watch_calibration(self, backend: str, calibration_time: Callable[[], float | None]) -> None:
         """Export the age of a backend's calibration (only for backends that have one)."""
 
@@ -166,6 +170,30 @@ class _StorageFailures(Collector):
         )
         family.add_metric([], self.store.storage_failures)
         yield family
+
+
+class _ShotBudgets(Collector):
+    """Each budgeted client's shot budget and remaining shots, from the job store's reservations.
+
+    Remaining may go below zero only if a budget is lowered under what is already used.
+    """
+
+    def __init__(self, store: JobStore, budgets: dict[str, int]) -> None:
+        self.store = store
+        self.budgets = dict(sorted(budgets.items()))
+
+    def collect(self) -> Iterable[Metric]:
+        budget = GaugeMetricFamily(names.GATEWAY_SHOT_BUDGET, "Shots each client may use.", labels=["client"])
+        remaining = GaugeMetricFamily(
+            names.GATEWAY_SHOT_BUDGET_REMAINING,
+            "Shots each client has left: its budget less what it used or holds in active jobs.",
+            labels=["client"],
+        )
+        for client, shots in self.budgets.items():
+            budget.add_metric([client], shots)
+            remaining.add_metric([client], shots - self.store.shots_reserved(client))
+        yield budget
+        yield remaining
 
 
 def _depth(store: JobStore, backend: str) -> Callable[[], float]:

@@ -67,6 +67,7 @@ def build_gateway(config: GatewayConfig, store: JobStore, credentials: Credentia
     gateway = Gateway(config, store, credentials, backends, metrics, auth)
     gateway.executor = Executor(store, backends, metrics, credentials, gateway.notify)
     metrics.watch_store(store, names)
+    metrics.watch_budgets(store, {c.name: c.shot_budget for c in config.clients if c.shot_budget is not None})
     for name, backend in backends.items():
         # Only live devices get the calibration-age gauge that the staleness alert watches:
         # an emulator's (or local mode's) calibration is a fixed snapshot, years old by

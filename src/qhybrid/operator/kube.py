@@ -136,9 +136,32 @@ class OperatorMetrics:
             buckets=TIME_TO_RESULT_BUCKETS,
             registry=self.registry,
         )
+        # The intended-backend SLI: every subexperiment of a succeeded job, and those that
+        # failed over to another backend. Counted once, on the job's transition to Succeeded.
+        self.subexperiments = Counter(
+            names.QUANTUMJOB_SUBEXPERIMENTS_TOTAL.removesuffix("_total"),
+            "Subexperiments of QuantumJobs that succeeded.",
+            ["namespace"],
+            registry=self.registry,
+        )
+        self.failovers = Counter(
+            names.QUANTUMJOB_FAILOVERS_TOTAL.removesuffix("_total"),
+            "Subexperiments of succeeded QuantumJobs that ran on another backend than planned.",
+            ["namespace"],
+            registry=self.registry,
+        )
+
+    def succeeded(self, namespace: str, counts: dict[str, Any]) -> None:
+        """Count a succeeded job's subexperiments and failovers."""
+        self.subexperiments.labels(namespace).inc(int(counts.get("subexperiments") or 0))
+        self.failovers.labels(namespace).inc(int(counts.get("failedOver") or 0))
 
     def seen(self, namespace: str, name: str, phase: str | None) -> None:
         """Record a job's phase (None: the job is gone)."""
+        if phase is not None:
+            # At 0 from the first job seen in a namespace: increase() needs a sample before the first count.
+            self.subexperiments.labels(namespace)
+            self.failovers.labels(namespace)
         with self.lock:
             if phase is None:
                 self.phases.pop((namespace, name), None)
@@ -234,6 +257,8 @@ class Reconciler:
             )
             if decision.time_to_result is not None:
                 self.metrics.time_to_result.labels(transition.new).observe(decision.time_to_result)
+            if transition.new == "Succeeded":
+                self.metrics.succeeded(namespace, decision.status.get("counts") or {})
         return decision
 
     def forget(self, namespace: str, name: str) -> None:

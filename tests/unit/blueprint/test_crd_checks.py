@@ -168,6 +168,10 @@ def first_alert(obj):
     return next(r for g in obj["spec"]["groups"] for r in g["rules"] if "alert" in r)
 
 
+def alert_group(obj):
+    return next(g for g in obj["spec"]["groups"] if "alert" in g["rules"][0])
+
+
 def first_record(obj):
     return next(r for g in obj["spec"]["groups"] for r in g["rules"] if "record" in r)
 
@@ -191,9 +195,7 @@ def first_record(obj):
         (lambda o: first_record(o).update(record="bad-name"), "not a valid metric name"),
         (lambda o: o["spec"]["groups"].append(copy.deepcopy(o["spec"]["groups"][1])), "duplicate group name"),
         (
-            lambda o: o["spec"]["groups"][1]["rules"].append(
-                copy.deepcopy(o["spec"]["groups"][1]["rules"][0])
-            ),
+            lambda o: alert_group(o)["rules"].append(copy.deepcopy(alert_group(o)["rules"][0])),
             "duplicate alert",
         ),
         (lambda o: o["spec"]["groups"][0].update(rules=[]), "rules must be a non-empty list"),

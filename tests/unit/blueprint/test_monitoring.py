@@ -11,7 +11,7 @@ import pytest
 from qhybrid.blueprint import argo, gateway, kueue, monitoring
 from qhybrid.blueprint import validate as crd_checks
 from qhybrid.blueprint.config import load_stack_file
-from qhybrid.blueprint.monitoring import alerts, dashboards, panels
+from qhybrid.blueprint.monitoring import alerts, dashboards, panels, service_dashboards, slos
 from qhybrid.blueprint.monitoring import metric_names as m
 from qhybrid.blueprint.names import (
     ARGO_NAMESPACE,
@@ -75,7 +75,7 @@ def test_namespace_first_then_monitors_rule_and_one_dashboard_per_board(config, 
         "PodMonitor",
         "PrometheusRule",
     ]
-    assert len(by_kind(objects, "ConfigMap")) == len(dashboards.dashboards(config)) == 4
+    assert len(by_kind(objects, "ConfigMap")) == len(dashboards.dashboards(config)) == 7
     assert all(o["metadata"]["namespace"] == MONITORING_NAMESPACE for o in objects[1:])
 
 
@@ -303,12 +303,14 @@ def test_prometheus_rule_holds_the_rule_groups():
 
 def test_every_alert_has_severity_component_summary_and_description():
     names = alerts.alert_names()
-    assert len(names) == len(set(names)) == 12
+    # 11 component alerts, 2 shot-budget alerts, a fast and a slow burn per SLO
+    assert len(names) == len(set(names)) == 13 + 2 * len(slos.SLOS)
     for group in alerts.rule_groups():
         for rule in group["rules"]:
             if "alert" not in rule:
                 continue
-            assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
+            assert rule["labels"]["severity"] in alerts.SEVERITIES, rule["alert"]
+            assert rule["annotations"]["runbook_url"] == alerts.runbook_url(rule["alert"])
             assert rule["labels"]["component"] in alerts.COMPONENT_LABELS
             assert rule["annotations"]["summary"].strip() and rule["annotations"]["description"].strip()
             assert duration_seconds(rule["for"]) is not None
@@ -322,13 +324,63 @@ def test_the_slos_of_the_issue_each_have_a_paging_alert():
         if r.get("labels", {}).get("severity") == "critical"
     }
     assert {
-        "QhybridWorkflowSuccessRateLow",  # job success rate
+        "QhybridWorkflowSuccessFastBurn",  # job success rate
+        "QhybridQuantumJobSuccessFastBurn",
+        "QhybridQpuGatewayAvailabilityFastBurn",
         "QhybridQueueStalled",  # queue stall
         "QhybridQpuGatewayDown",  # QPU gateway down
         "QhybridQpuProviderCredentialsRejected",  # credential failures
     } <= critical
     assert "QhybridQpuCalibrationStale" in alerts.alert_names()
     assert "QhybridQpuClientAuthFailures" in alerts.alert_names()
+
+
+def test_slos_are_the_issues_five_kinds_with_standard_burn_windows():
+    names = {slo.name for slo in slos.SLOS}
+    assert names == {
+        "workflow-success",
+        "quantumjob-success",
+        "gateway-availability",
+        "gateway-submit-latency",
+        "qpu-time-to-result",
+        "intended-backend",
+    }
+    windows = slos.BurnWindows()
+    assert (windows.fast.long, windows.fast.short, windows.fast.factor) == ("1h", "5m", 14.4)
+    assert (windows.slow.long, windows.slow.short, windows.slow.factor) == ("6h", "30m", 6.0)
+    assert (windows.fast.severity, windows.slow.severity) == ("critical", "warning")
+    recorded = {r["record"] for g in alerts.rule_groups() for r in g["rules"] if "record" in r}
+    for window in ("5m", "30m", "1h", "6h", "30d"):
+        assert slos.ERROR_RATIO.format(window=window) in recorded
+    assert {slos.OBJECTIVE, slos.BUDGET_REMAINING} <= recorded
+
+
+def test_latency_thresholds_are_bucket_bounds_of_their_histograms():
+    # The share under a threshold is read from one bucket: it must be one of the bounds.
+    from qhybrid.gateway.metrics import LATENCY_BUCKETS, REQUEST_BUCKETS
+
+    assert slos.SUBMIT_LATENCY_THRESHOLD_SECONDS in REQUEST_BUCKETS
+    assert slos.QPU_TIME_TO_RESULT_THRESHOLD_SECONDS in LATENCY_BUCKETS
+    # prometheus_client writes the bound as 300.0: the selector must say it the same way
+    assert 'le="300.0"' in slos.slo_named("qpu-time-to-result").bad
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("objective", 1.0, "objective 1.0 is not between 0 and 1"),
+        ("name", "Gateway", "slo.name"),
+        ("bad", "sum(rate(x[5m]))", "bad has no {window}"),
+    ],
+)
+def test_an_slo_refuses_a_bad_field_naming_it(field, value, message):
+    fields = dict(
+        name="x", alert_prefix="QhybridX", component="workflows", objective=0.99, sli="s",
+        bad="sum(rate(b[{window}]))", total="sum(rate(t[{window}]))",
+    )  # fmt: skip
+    fields[field] = value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        slos.Slo(**fields)
 
 
 def test_alert_builder_refuses_unknown_severity():
@@ -426,7 +478,7 @@ def panel_titles(board):
 
 
 def test_dashboards_show_what_the_issue_asks_for(config):
-    workflows, queues, compute, qpu = dashboards.dashboards(config)
+    workflows, queues, compute, qpu, *_ = dashboards.dashboards(config)
     assert {"Workflows finished per hour", "Tasks by state", "Success rate (last hour)"} <= panel_titles(
         workflows
     )
@@ -445,6 +497,23 @@ def test_dashboards_show_what_the_issue_asks_for(config):
     )
     success = next(p for p in workflows["panels"] if p["title"] == "Success rate (last hour)")
     assert f'namespace="{config.workflow_namespace}"' in success["targets"][0]["expr"]
+
+
+def test_the_service_views_show_slos_burn_rates_alerts_queues_cache_and_failovers():
+    executive, on_call, debug = service_dashboards.service_dashboards()
+    assert {slo.name for slo in slos.SLOS} <= panel_titles(executive)
+    assert {"Workflows finished per day", "QuantumJobs finished per day"} <= panel_titles(executive)
+    budget = next(p for p in executive["panels"] if p["title"] == "gateway-availability")
+    assert budget["targets"][0]["expr"] == f'{slos.BUDGET_REMAINING}{{slo="gateway-availability"}}'
+    assert {
+        "Firing alerts",
+        "Pending workloads by ClusterQueue",
+        "Gateway answers by status",
+    } <= panel_titles(on_call)
+    burns = [p for p in on_call["panels"] if p["title"].startswith("Burn rate,")]
+    assert [p["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"] for p in burns] == [14.4, 6.0]
+    assert {"Shared result cache hit ratio", "Failovers, by namespace"} <= panel_titles(debug)
+    assert "QPU job latency p95, by backend" in panel_titles(debug)
 
 
 def test_gpu_panel_follows_the_gpu_vendor(config):

@@ -152,7 +152,7 @@ EXPECTED = {
         "command:local:Command": 2,  # create/delete the cluster; read its kubeconfig
         "kubernetes:helm.sh/v3:Release": 3,
         "kubernetes:core/v1:Secret": 2,  # provider credentials, Grafana admin
-        "kubernetes:core/v1:ConfigMap": 7,  # 4 dashboards, gateway config, cache config, operator stack
+        "kubernetes:core/v1:ConfigMap": 10,  # 7 dashboards, gateway config, cache config, operator stack
         "kubernetes:core/v1:PersistentVolume": 1,  # the shared host directory
         "kubernetes:core/v1:PersistentVolumeClaim": 2,  # artifacts, gateway state
     },
@@ -172,7 +172,7 @@ EXPECTED = {
         "kubernetes:storage.k8s.io/v1:StorageClass": 1,
         "kubernetes:helm.sh/v3:Release": 5,  # + NVIDIA device plugin, dcgm-exporter
         "kubernetes:core/v1:Secret": 3,  # + S3 artifact credentials
-        "kubernetes:core/v1:ConfigMap": 8,  # + the S3 artifact repository
+        "kubernetes:core/v1:ConfigMap": 11,  # + the S3 artifact repository
         "kubernetes:core/v1:PersistentVolumeClaim": 1,  # gateway state (artifacts go to S3)
     },
 }

@@ -18,7 +18,14 @@ from qhybrid.blueprint.monitoring import metric_names as names
 from qhybrid.operator.kube import JobApi, OperatorMetrics, Reconciler
 from qhybrid.operator.reconcile import workflow_name
 from qhybrid.ops.kubeapi import ApiFailure
-from tests.unit.operator.conftest import CREATED_EPOCH, NAMESPACE, make_job, pod_node, with_status
+from tests.unit.operator.conftest import (
+    CREATED_EPOCH,
+    NAMESPACE,
+    make_job,
+    pod_node,
+    succeeded,
+    with_status,
+)
 
 
 class MemoryCluster:
@@ -159,6 +166,36 @@ def test_metrics_count_jobs_by_phase_and_time_to_result(cluster, config):
     operator.reconcile(NAMESPACE, "b")  # gone: forgotten
     text = generate_latest(metrics.registry).decode()
     assert f'{names.QUANTUMJOBS}{{namespace="{NAMESPACE}",phase="Failed"}} 0.0' in text
+
+
+def minimal_report(subexperiments: int, failovers: int) -> dict:
+    """The report fields the operator copies into a job's status."""
+    return {
+        "estimate": 0.5,
+        "standard_error": 0.0,
+        "exact": 0.5,
+        "error": 0.0,
+        "counts": {"subexperiments": subexperiments, "unique": subexperiments},
+        "provenance": {"failovers": [{"reason": "qpu-unavailable"}] * failovers, "spec_hash": "0" * 64},
+    }
+
+
+def test_succeeded_jobs_count_their_subexperiments_and_failovers_once(cluster, config):
+    metrics = OperatorMetrics()
+    operator = reconciler(cluster, config, metrics)
+    cluster.jobs["a"] = make_job(name="a")
+    operator.reconcile(NAMESPACE, "a")
+    text = generate_latest(metrics.registry).decode()
+    # At 0 once a job is known in the namespace, before anything finished.
+    assert f'{names.QUANTUMJOB_SUBEXPERIMENTS_TOTAL}{{namespace="{NAMESPACE}"}} 0.0' in text
+    assert f'{names.QUANTUMJOB_FAILOVERS_TOTAL}{{namespace="{NAMESPACE}"}} 0.0' in text
+    name = workflow_name(cluster.jobs["a"])
+    cluster.workflows[name] = succeeded(cluster.workflows[name], minimal_report(250, 7))
+    operator.reconcile(NAMESPACE, "a")
+    operator.reconcile(NAMESPACE, "a")  # already final: counted once
+    text = generate_latest(metrics.registry).decode()
+    assert f'{names.QUANTUMJOB_SUBEXPERIMENTS_TOTAL}{{namespace="{NAMESPACE}"}} 250.0' in text
+    assert f'{names.QUANTUMJOB_FAILOVERS_TOTAL}{{namespace="{NAMESPACE}"}} 7.0' in text
 
 
 def test_one_structured_log_line_per_transition(cluster, config, caplog):

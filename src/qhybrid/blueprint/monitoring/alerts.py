@@ -1,10 +1,13 @@
-"""Alerting and recording rules as data: the SLOs the platform team is paged for.
+"""Alerting and recording rules as data: what the platform team is paged or ticketed for.
 
 ``rule_groups()`` returns plain Prometheus rule groups: ``monitoring.prometheus_rule``
 wraps them in a PrometheusRule, and ``tests/monitoring`` writes them to a rules file
-for ``promtool check rules`` / ``promtool test rules``. Every alert carries a
-``severity`` (``critical`` pages, ``warning`` tickets) and a ``component`` label, and
-``summary`` and ``description`` annotations.
+for ``promtool check rules`` / ``promtool test rules``. The SLOs' recording rules and
+burn-rate alerts come from :mod:`qhybrid.blueprint.monitoring.slos`. Every alert
+carries a ``severity`` (``critical`` pages, ``warning`` tickets, ``info`` is for the
+dashboards and the team concerned) and a ``component`` label, and ``summary``,
+``description`` and ``runbook_url`` annotations: the runbook is
+``docs/runbooks/<alert>.md`` in this repository.
 
 Thresholds are module constants so a test, a runbook and the rule quote the same
 number. Every alert needs a promtool case that fires it and one that keeps it quiet
@@ -16,19 +19,22 @@ from __future__ import annotations
 from typing import Any
 
 from qhybrid.blueprint.monitoring import metric_names as m
+from qhybrid.blueprint.monitoring.slos import BurnWindows, slo_rule_groups
 from qhybrid.blueprint.names import GATEWAY_STATE_CLAIM
+
+# Where docs/runbooks/ of this repository is served; a fork that serves its own sets this.
+RUNBOOK_BASE_URL = "https://github.com/qhybrid/qhybrid/blob/main/docs/runbooks"
 
 SEVERITIES = ("critical", "warning", "info")
 COMPONENT_LABELS = ("workflows", "queues", "qpu-gateway")
 
-WORKFLOW_SUCCESS_OBJECTIVE = 0.9  # of workflows finished in the last hour
-WORKFLOW_MIN_FINISHED = 5  # below this, one failure is anecdote, not a rate
 QUEUE_STALL_WINDOW = "30m"  # pending work and not one admission in this long
 ADMISSION_WAIT_P95_SECONDS = 900
 CLIENT_AUTH_FAILURES_PER_SECOND = 0.1
 PROVIDER_AUTH_FAILURES_15M = 3  # one rejection can be a provider blip; three is a bad credential
 CALIBRATION_MAX_AGE_SECONDS = 86400
 GATEWAY_VOLUME_MIN_FREE_RATIO = 0.10  # the state volume's free share below which a ticket opens
+SHOT_BUDGET_WARN_USED_RATIO = 0.8  # a team is told when it has used this share of its shot budget
 
 # Recording rules (level:metric:operations); dashboards read them too.
 WORKFLOWS_FINISHED_1H = "namespace_phase:argo_workflows_finished:increase1h"
@@ -55,8 +61,13 @@ def _alert(
         "expr": expr,
         "for": for_,
         "labels": {"severity": severity, "component": component, **(labels or {})},
-        "annotations": {"summary": summary, "description": description},
+        "annotations": {"summary": summary, "description": description, "runbook_url": runbook_url(name)},
     }
+
+
+def runbook_url(alert: str) -> str:
+    """Return the link to an alert's runbook, ``docs/runbooks/<alert>.md``."""
+    return f"{RUNBOOK_BASE_URL}/{alert}.md"
 
 
 def _target_down(name: str, job: str, component: str, what: str, consequence: str) -> dict[str, Any]:
@@ -119,26 +130,10 @@ def recording_rules() -> dict[str, Any]:
 
 
 def workflow_alerts() -> dict[str, Any]:
-    """Return the Argo group: workflow success rate and the controller's health."""
-    objective = f"{WORKFLOW_SUCCESS_OBJECTIVE:.0%}"
+    """Return the Argo group: the controller's health (success is an SLO: see slos.py)."""
     return {
         "name": "qhybrid.workflows",
         "rules": [
-            _alert(
-                "QhybridWorkflowSuccessRateLow",
-                f"{WORKFLOW_SUCCESS_RATIO_1H} < {WORKFLOW_SUCCESS_OBJECTIVE}"
-                " and on (namespace) sum by (namespace) "
-                f"({WORKFLOWS_FINISHED_1H}) >= {WORKFLOW_MIN_FINISHED}",
-                for_="10m",
-                severity="critical",
-                component="workflows",
-                summary=f"Workflow success rate below {objective} in {{{{ $labels.namespace }}}}",
-                description=(
-                    "Only {{ $value | humanizePercentage }} of the workflows that finished in namespace "
-                    f"{{{{ $labels.namespace }}}} during the last hour succeeded (objective {objective}). "
-                    "List them with `argo list -n {{ $labels.namespace }} --status Failed,Error`."
-                ),
-            ),
             _target_down(
                 "QhybridArgoControllerDown",
                 m.JOB_ARGO_CONTROLLER,
@@ -291,13 +286,57 @@ def gateway_alerts() -> dict[str, Any]:
                     "noise model. Route QPU work to another backend or wait for recalibration."
                 ),
             ),
+            *shot_budget_alerts(),
         ],
     }
 
 
-def rule_groups() -> list[dict[str, Any]]:
-    """Return every rule group, recording rules first (alerts read their series)."""
-    return [recording_rules(), workflow_alerts(), queue_alerts(), gateway_alerts()]
+def shot_budget_alerts() -> list[dict[str, Any]]:
+    """Return the two shot-budget alerts: most of a team's budget used, and all of it."""
+    used = (
+        f"1 - min by (client) ({m.GATEWAY_SHOT_BUDGET_REMAINING}) / max by (client) ({m.GATEWAY_SHOT_BUDGET})"
+    )
+    share = f"{SHOT_BUDGET_WARN_USED_RATIO:.0%}"
+    return [
+        _alert(
+            "QhybridShotBudgetNearlySpent",
+            f"{used} >= {SHOT_BUDGET_WARN_USED_RATIO} < 1",
+            for_="5m",
+            severity="info",
+            component="qpu-gateway",
+            summary=f"Client {{{{ $labels.client }}}} has used {share} of its shot budget",
+            description=(
+                "Client {{ $labels.client }} has used {{ $value | humanizePercentage }} of its QPU shot "
+                f"budget (told at {share}). Once it is all used, the gateway refuses its submissions "
+                "with 403 shot_budget_exceeded. Raise shot_budget in the gateway's client config, or "
+                "let the team plan its remaining runs."
+            ),
+        ),
+        _alert(
+            "QhybridShotBudgetSpent",
+            f"{used} >= 1",
+            for_="1m",
+            severity="warning",
+            component="qpu-gateway",
+            summary="Client {{ $labels.client }} has used all of its shot budget",
+            description=(
+                "Client {{ $labels.client }} has used {{ $value | humanizePercentage }} of its QPU shot "
+                "budget: the gateway refuses its submissions with 403 shot_budget_exceeded, and its "
+                "QPU-branch subexperiments fail over or fail. Raise shot_budget in the gateway's client "
+                "config, or cancel the client's queued jobs to give their shots back."
+            ),
+        ),
+    ]
+
+
+def rule_groups(windows: BurnWindows | None = None) -> list[dict[str, Any]]:
+    """Return every rule group, recording rules first (alerts read their series).
+
+    ``windows``: the SLOs' burn-rate windows (the SRE workbook's by default; the live
+    Prometheus test passes a compressed clock).
+    """
+    slo_recording, slo_alerts = slo_rule_groups(windows or BurnWindows(), runbook_url)
+    return [recording_rules(), slo_recording, workflow_alerts(), queue_alerts(), gateway_alerts(), slo_alerts]
 
 
 def alert_names() -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 from grafana_foundation_sdk.builders import text
 
 from qhybrid.blueprint.config import StackConfig
-from qhybrid.blueprint.monitoring import alerts
+from qhybrid.blueprint.monitoring import alerts, service_dashboards
 from qhybrid.blueprint.monitoring import metric_names as m
 from qhybrid.blueprint.monitoring.job_panels import quantumjob_panels, result_cache_panels
 from qhybrid.blueprint.monitoring.panels import dashboard as _dashboard
@@ -26,6 +26,7 @@ from qhybrid.blueprint.monitoring.panels import stat_panel as _stat
 from qhybrid.blueprint.monitoring.panels import thresholds as _thresholds
 from qhybrid.blueprint.monitoring.panels import timeseries_panel as _timeseries
 from qhybrid.blueprint.monitoring.panels import to_dict as _to_dict
+from qhybrid.blueprint.monitoring.slos import WORKFLOW_SUCCESS
 
 POOL_LABEL = "label_qhybrid_io_pool"  # kube-state-metrics' name for node label qhybrid.io/pool
 
@@ -34,6 +35,7 @@ UIDS = {
     "queues": "qhybrid-queues",
     "compute": "qhybrid-compute",
     "qpu": "qhybrid-qpu-gateway",
+    **service_dashboards.UIDS,  # the executive, on-call and debugging views
 }
 
 
@@ -63,11 +65,11 @@ def workflows_dashboard(config: StackConfig) -> dict[str, Any]:
         _timeseries(
             ids,
             "Success rate (last hour)",
-            f"Succeeded / finished workflows over the last hour; the page fires below "
-            f"{alerts.WORKFLOW_SUCCESS_OBJECTIVE:.0%}.",
+            f"Succeeded / finished workflows over the last hour; the workflow-success SLO's objective "
+            f"is {WORKFLOW_SUCCESS.objective:.0%} over 30 days (its burn-rate alerts page and ticket).",
             [(f'{alerts.WORKFLOW_SUCCESS_RATIO_1H}{{namespace="{ns}"}}', "success rate")],
             "percentunit",
-            thresholds=_thresholds((None, "red"), (alerts.WORKFLOW_SUCCESS_OBJECTIVE, "green")),
+            thresholds=_thresholds((None, "red"), (WORKFLOW_SUCCESS.objective, "green")),
         )
     )
     board.with_row(_row(ids, "Workflows and tasks now"))
@@ -392,4 +394,5 @@ def qpu_dashboard() -> dict[str, Any]:
 
 def dashboards(config: StackConfig) -> list[dict[str, Any]]:
     """Return every dashboard as Grafana JSON (a dict), in a fixed order."""
-    return [workflows_dashboard(config), queues_dashboard(), compute_dashboard(config), qpu_dashboard()]
+    components = [workflows_dashboard(config), queues_dashboard(), compute_dashboard(config), qpu_dashboard()]
+    return [*components, *service_dashboards.service_dashboards()]

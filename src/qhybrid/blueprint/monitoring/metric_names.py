@@ -172,3 +172,11 @@ GATEWAY_CREDENTIAL_RELOADS_TOTAL = "qhybrid_gateway_credential_reloads_total"
 # could not answer, and the request got 503 + Retry-After).
 GATEWAY_TOKEN_REVIEWS_TOTAL = "qhybrid_gateway_token_reviews_total"
 GATEWAY_TOKEN_REVIEW_RESULTS = ("authenticated", "rejected", "error")
+# gauges {client}: each budgeted client's shot budget, and the shots it has used or holds
+# in active jobs (read from the job store at scrape time; clients without a budget have none)
+GATEWAY_SHOT_BUDGET = "qhybrid_gateway_shot_budget_shots"
+GATEWAY_SHOT_BUDGET_REMAINING = "qhybrid_gateway_shot_budget_remaining_shots"
+# The QuantumJob operator, from each job that succeeded: its subexperiments, and those that
+# ran on another backend than the one the plan chose (failovers), by namespace.
+QUANTUMJOB_SUBEXPERIMENTS_TOTAL = "qhybrid_quantumjob_subexperiments_total"
+QUANTUMJOB_FAILOVERS_TOTAL = "qhybrid_quantumjob_failovers_total"
