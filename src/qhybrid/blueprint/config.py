@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from qhybrid.blueprint.pools import GPU_RESOURCES, RESOURCE_CLASSES
+from qhybrid.cost import PriceTable
 from qhybrid.errors import InputError
 
 PROJECT = "qhybrid"
@@ -163,6 +164,10 @@ class StackConfig:
     cache_max_memory_mib: int
     cache_storage_size: str
     prometheus_retention: str
+    price_currency: str
+    price_cpu_core_hour: str
+    price_gpu_hour: str
+    price_qpu_shot: tuple[str, ...]
     secrets_set: frozenset[str] = field(default_factory=frozenset)  # names only, never values
 
     def __post_init__(self) -> None:
@@ -220,6 +225,7 @@ class StackConfig:
                 except ValueError:
                     raise ConfigError(_camel(name), f"{cidr!r} is not a CIDR like 10.0.0.0/8") from None
         self._check_queues_have_pools()
+        self._check_prices()
         if self.artifact_store == "s3":
             for key in ("artifactS3Endpoint", "artifactS3Bucket"):
                 if not getattr(self, _snake(key)):
@@ -243,6 +249,28 @@ class StackConfig:
                 "gpuQuotaGpus",
                 f"is {self.gpu_quota_gpus} but gpuVendor is 'none' (no GPUs to admit); set it to 0",
             )
+
+    def _check_prices(self) -> None:
+        try:
+            prices = self.prices
+        except InputError as error:
+            raise ConfigError(error.field.partition("[")[0], error.problem) from None
+        unpriced = sorted(set(self.gateway_backend_names()) - set(prices.qpu_shot))
+        if unpriced:
+            raise ConfigError(
+                "priceQpuShot", f"has no price for gateway backend(s) {unpriced}; add <backend>=<price>"
+            )
+
+    @property
+    def prices(self) -> PriceTable:
+        """The price table of reports and the cost recording rules."""
+        return PriceTable.parse(
+            self.price_currency, self.price_cpu_core_hour, self.price_gpu_hour, self.price_qpu_shot
+        )
+
+    def gateway_backend_names(self) -> list[str]:
+        """The names the gateway gives its backends: ``aer``, and each emulator's device."""
+        return [backend.partition(":")[2] or backend for backend in self.gateway_backends]
 
     def check_secrets_for_deploy(self) -> None:
         """Check that the secrets a deployment needs are set (rendering needs none)."""

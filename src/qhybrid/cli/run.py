@@ -66,12 +66,21 @@ def run_cutting(
             "rotation angles on partition LABEL; one run per point under OUT/points."
         ),
     ] = None,
+    prices: Annotated[
+        str,
+        typer.Option(help="Price the run's usage with this stack's table (stacks/Pulumi.<stack>.yaml)."),
+    ] = "kind",
 ) -> None:
     """Cut a circuit, run its subexperiments, reconstruct the observable, compare with exact."""
+    from qhybrid.blueprint.config import load_stack_file
     from qhybrid.pipeline.rundir import RunDir
     from qhybrid.pipeline.runner import run_local
 
     with user_errors():
+        try:
+            price_table = load_stack_file(prices).prices
+        except InputError as error:
+            raise InputError("--prices", error.problem) from None
         if resume is not None:
             if out is not None and out.resolve() != resume.resolve():
                 raise InputError("--out", "give --resume DIR alone; it is the output directory")
@@ -99,6 +108,7 @@ def run_cutting(
             keep_shards=shards,
             label=label,
             cache=cache,
+            prices=price_table,
         )
     if json_output:
         sys.stdout.write(json.dumps(json_summary(report, RunDir(out)), sort_keys=True) + "\n")

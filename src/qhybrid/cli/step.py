@@ -35,8 +35,15 @@ def step_generate(
     shot_budget: Annotated[
         int | None, typer.Option(help="Refuse a plan that would draw more QPU shots than this.")
     ] = None,
+    prices: Annotated[
+        str | None,
+        typer.Option(
+            help="The price table the report prices the run with, as JSON (a workflow passes its stack's)."
+        ),
+    ] = None,
 ) -> None:
     """Partition the problem and write its unique subexperiments (QPY) and manifest."""
+    from qhybrid.cost import prices_from_text
     from qhybrid.pipeline.generate import generate
     from qhybrid.pipeline.rundir import RunDir
     from qhybrid.spec import spec_from_flags
@@ -45,7 +52,7 @@ def step_generate(
         spec = spec_from_flags(problem)
         manifest = generate(
             RunDir(out), spec, check_backends=check_backends, gateway=gateway, cache=cache,
-            shot_budget=shot_budget,
+            shot_budget=shot_budget, prices=None if prices is None else prices_from_text(prices),
         )  # fmt: skip
     counts = manifest["counts"]
     cached = manifest.get("cached_before_execute", 0)

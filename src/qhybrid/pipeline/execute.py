@@ -46,6 +46,7 @@ def execute(
     Returns timings: ``simulation_seconds`` is time inside backends only.
     """
     wall_started = time.perf_counter()
+    cpu_started = time.process_time()  # this process's CPU, every thread: the cost's cpu usage
     run = run_dir.generated()
     total = len(run.plan.unique)
     if not 0 <= start < stop <= total:
@@ -178,6 +179,7 @@ def execute(
         "failovers": failovers,
         "gateway_jobs": sorted(gateway_jobs, key=lambda job: job["subexperiment"]),
         "cache": {"store": session.location, **dict(session.counts - counts_before)},
+        "cpu_seconds": time.process_time() - cpu_started,
     }
     run_dir.write_results(start, stop, backend, done, meta)
     return {

@@ -17,6 +17,7 @@ from qhybrid import atomic
 from qhybrid.backends import SIMULATOR_BACKENDS, GatewaySettings
 from qhybrid.backends import check_backends as check_backend_configs
 from qhybrid.cache.session import OFF, CacheSettings, session_for
+from qhybrid.cost import PriceTable
 from qhybrid.cutting.fingerprint import circuit_fingerprint, observable_fingerprint
 from qhybrid.cutting.observables import format_pauli_sum
 from qhybrid.cutting.plan import CuttingPlan, build_plan, generate_subexperiments
@@ -87,6 +88,7 @@ def generate(
     label: str | None = None,
     cache: CacheSettings = OFF,
     shot_budget: int | None = None,
+    prices: PriceTable | None = None,
 ) -> dict[str, Any]:
     """Partition, generate and deduplicate subexperiments; write shards and the manifest.
 
@@ -101,12 +103,15 @@ def generate(
     whose plan and results are all cached is not partitioned again: its plan is read back
     and no circuit is built (:mod:`qhybrid.pipeline.memo`). ``shot_budget`` refuses a plan
     whose QPU subexperiments would draw more shots than that (a QuantumJob's ``shotBudget``).
+    ``prices`` is the table the report prices the run's usage with (kept in the manifest).
     """
     if run_dir.manifest_file.is_file():
         claim_run_dir(run_dir, spec)  # checks that it is this run
         return run_dir.generated().manifest
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    cpu_started = time.process_time()
+    priced = prices.to_json() if prices is not None else None
     session = session_for(cache) if cache.enabled else None
     memo = recall_plan(session, spec) if session is not None else None
     if memo is not None:
@@ -122,6 +127,8 @@ def generate(
             "shard_sha256": [],
             "timings": timings,
             "plan_from_cache": True,
+            "prices": priced,
+            "cpu_seconds": time.process_time() - cpu_started,
         }
         atomic.write_json(run_dir.manifest_file, remembered)
         assert session is not None  # a memo comes only from a cache
@@ -172,6 +179,7 @@ def generate(
         "shard_sha256": shard_hashes,
         "plan": plan.to_json(),
         "timings": timings,
+        "prices": priced,
     }
     if session is not None:
         canonical_started = time.perf_counter()
@@ -179,6 +187,7 @@ def generate(
         manifest["canonical"] = [None if r is None else r.to_json() for r in refs]
         manifest["qubits"] = original_qubits(spec, plan)
         timings["canonical_forms"] = time.perf_counter() - canonical_started
+    manifest["cpu_seconds"] = time.process_time() - cpu_started
     atomic.write_json(run_dir.manifest_file, manifest)  # last: its presence means "generated"
     if session is not None:
         remember_plan(session, spec, manifest, circuit_qasm)

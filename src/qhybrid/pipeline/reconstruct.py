@@ -36,8 +36,10 @@ def collect_distributions(run_dir: RunDir, total: int) -> tuple[list[OutcomeDist
     gateway_jobs: list[dict[str, Any]] = []
     cache_counts: Counter[str] = Counter()
     stores: set[str] = set()
+    cpu_seconds = 0.0
     for start, stop, backend in run_dir.result_files():
         distributions, meta = run_dir.read_results(start, stop, backend)
+        cpu_seconds += float(meta.get("cpu_seconds", 0.0))
         cache_meta = dict(meta.get("cache") or {})
         if cache_meta.get("store"):
             stores.add(str(cache_meta["store"]))
@@ -65,6 +67,7 @@ def collect_distributions(run_dir: RunDir, total: int) -> tuple[list[OutcomeDist
         "failovers": sorted(failovers, key=lambda f: f["subexperiment"]),
         "gateway_jobs": sorted(gateway_jobs, key=lambda j: j["subexperiment"]),
         "cache": {"stores": sorted(stores), **dict(sorted(cache_counts.items()))},
+        "cpu_seconds": cpu_seconds,
     }
 
 
@@ -117,6 +120,7 @@ def exact_reference(run_dir: RunDir, cache: CacheSettings = OFF) -> dict[str, An
 def reconstruct_run(run_dir: RunDir, cache: CacheSettings = OFF) -> dict[str, Any]:
     """Combine all results into the estimate and compare with the exact value when feasible."""
     started = time.perf_counter()
+    cpu_started = time.process_time()
     run = run_dir.generated()
     distributions, execution = collect_distributions(run_dir, len(run.plan.unique))
     coeffs = np.asarray(run.manifest["problem"]["observable_coeffs"], dtype=np.float64)
@@ -136,6 +140,7 @@ def reconstruct_run(run_dir: RunDir, cache: CacheSettings = OFF) -> dict[str, An
         "error": result.estimate - exact["value"] if exact["computed"] else None,
         "execution": execution,
         "timings": {"reconstruct": reconstruct_seconds},
+        "cpu_seconds": time.process_time() - cpu_started,
     }
     atomic.write_json(run_dir.reconstruction_file, reconstruction)
     return reconstruction

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import importlib.metadata
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from qhybrid import atomic
 from qhybrid.cache.session import OFF, CacheSettings, session_for
+from qhybrid.cost import PriceTable, Usage, estimate
 from qhybrid.errors import InputError
 from qhybrid.pipeline.report_schema import SCHEMA_VERSION, check_report
 from qhybrid.pipeline.rundir import RunDir
@@ -30,6 +32,7 @@ def build_report(
     terms.png is a pure function of the plotted numbers: with a ``cache`` it is kept under
     their digest, and a later run with the same numbers copies it instead of drawing it.
     """
+    cpu_started = time.process_time()
     run_dir.read_spec()  # a directory holding no run fails here, in one line
     spec = atomic.read_json(run_dir.spec_file)
     manifest = run_dir.generated().manifest
@@ -91,6 +94,8 @@ def build_report(
                     if k in reconstruction["exact"]
                 },
             },
+            # What the run used and, priced with the stack's table, what it cost.
+            "cost": cost_section(manifest, reconstruction, spec["spec"], time.process_time() - cpu_started),
         },
         "timings": step_timings,
         "cache": cache_section(execution.get("cache") or {}),
@@ -117,6 +122,40 @@ def build_report(
         if session is not None:
             session.put_document(key, "plot", plotted, base64.b64encode(png).decode(), {})
     return report
+
+
+def cost_section(
+    manifest: dict[str, Any], reconstruction: dict[str, Any], spec: dict[str, Any], report_cpu: float
+) -> dict[str, Any]:
+    """Return the run's usage and its price from the manifest's table, or why there is none.
+
+    Usage is the CPU seconds of every step's work, the seconds in the GPU backend, and
+    the QPU shots per gateway backend. CPU seconds are each step's own work
+    (``time.process_time``, all its threads), not the start-up of the process running it:
+    the cluster's recording rules, which read the containers' CPU from cAdvisor, also
+    count that start-up, so they read a little more.
+    """
+    execution = reconstruction["execution"]
+    shots = spec["shots"] if spec["mode"] == "sampled" else 0
+    qpu_shots: dict[str, int] = {}
+    for job in execution.get("gateway_jobs", []):
+        qpu_shots[job["backend"]] = qpu_shots.get(job["backend"], 0) + shots
+    usage = Usage(
+        cpu_seconds=float(manifest.get("cpu_seconds", 0.0))
+        + float(execution.get("cpu_seconds", 0.0))
+        + float(reconstruction.get("cpu_seconds", 0.0))
+        + report_cpu,
+        gpu_seconds=float(execution["simulation_seconds"].get("gpu", 0.0)),
+        qpu_shots=qpu_shots,
+    )
+    prices = manifest.get("prices")
+    section: dict[str, Any] = {"usage": usage.to_json(), "prices": prices}
+    if prices is None:
+        section["estimate"] = None
+        section["reason"] = "no price table was given to the run"
+    else:
+        section["estimate"] = estimate(usage, PriceTable.from_json(prices))
+    return section
 
 
 def cache_section(counts: dict[str, Any]) -> dict[str, Any]:
@@ -232,10 +271,29 @@ def summary_text(report: dict[str, Any]) -> str:
                 f"{qpu['shot_noise_standard_error']:.2e}"
                 + (f", {ratio:.1f} standard errors)" if ratio is not None else ")")
             )
+    lines.append(_cost_line(provenance.get("cost")))
     lines += [
         "timings         " + ", ".join(f"{k} {v:.3f}s" for k, v in report["timings"].items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _cost_line(cost: dict[str, Any] | None) -> str:
+    """One summary line: the run's cost estimate and the usage it prices."""
+    if cost is None:
+        return "cost            not recorded (a report older than schema 1.3)"
+    usage = cost["usage"]
+    shots = sum(usage["qpu_shots"].values())
+    used = f"{usage['cpu_seconds']:.2f} CPU s, {usage['gpu_seconds']:.2f} GPU s, {shots} QPU shots"
+    estimate = cost.get("estimate")
+    if estimate is None:
+        return f"cost            not priced ({cost.get('reason', 'no price table')}); used {used}"
+    unpriced = estimate["unpriced_qpu_backends"]
+    return (
+        f"cost            {estimate['total']:.6g} {estimate['currency']} (cpu {estimate['cpu']:.3g}, gpu "
+        f"{estimate['gpu']:.3g}, qpu {estimate['qpu']:.3g}) for {used}"
+        + (f"; no price for {', '.join(unpriced)}" if unpriced else "")
+    )
 
 
 def _plot_terms(report: dict[str, Any]) -> bytes:

@@ -8,19 +8,69 @@ is this schema as a file for other tools (a drift test keeps the two equal).
 Versions: 1.0: the first with a schema; it adds ``schema_version``,
 ``provenance.gateway_jobs``, ``provenance.failovers[].transient``,
 ``problem.cuts`` and ``problem.preprocessing``. 1.1: adds ``cache``, what the result
-cache did (hits by kind, computed, collisions, errors). 1.2 (this one): adds
+cache did (hits by kind, computed, collisions, errors). 1.2: adds
 ``provenance.exact_reference``, how the exact value was computed (statevector, or a
-matrix product state with its bond dimension and truncation) or why it was not.
+matrix product state with its bond dimension and truncation) or why it was not. 1.3
+(this one): adds ``provenance.cost``, the run's usage and its price from the stack's
+table (``qhybrid.cost``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
 _SECONDS = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}
+_MONEY = {"type": "number", "minimum": 0}
+_COST = {
+    "type": "object",
+    "description": "What the run used and, priced with the stack's table, what it cost (schema 1.3).",
+    "required": ["usage", "prices", "estimate"],
+    "additionalProperties": False,
+    "properties": {
+        "usage": {
+            "type": "object",
+            "required": ["cpu_seconds", "gpu_seconds", "qpu_shots"],
+            "additionalProperties": False,
+            "properties": {
+                "cpu_seconds": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "CPU seconds of every step's work.",
+                },
+                "gpu_seconds": {"type": "number", "minimum": 0, "description": "Seconds in the GPU backend."},
+                "qpu_shots": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+            },
+        },
+        "prices": {
+            "type": ["object", "null"],
+            "required": ["currency", "cpu_core_hour", "gpu_hour", "qpu_shot"],
+            "additionalProperties": False,
+            "properties": {
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "cpu_core_hour": _MONEY,
+                "gpu_hour": _MONEY,
+                "qpu_shot": {"type": "object", "additionalProperties": _MONEY},
+            },
+        },
+        "estimate": {
+            "type": ["object", "null"],
+            "required": ["currency", "cpu", "gpu", "qpu", "total", "unpriced_qpu_backends"],
+            "additionalProperties": False,
+            "properties": {
+                "currency": {"type": "string"},
+                "cpu": _MONEY,
+                "gpu": _MONEY,
+                "qpu": _MONEY,
+                "total": _MONEY,
+                "unpriced_qpu_backends": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "reason": {"type": "string", "description": "Why there is no estimate."},
+    },
+}
 
 REPORT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -125,6 +175,7 @@ REPORT_SCHEMA: dict[str, Any] = {
                         "reason": {"type": "string"},
                     },
                 },
+                "cost": _COST,
                 "gateway_jobs": {
                     "type": "array",
                     "items": {

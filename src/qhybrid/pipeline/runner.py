@@ -17,6 +17,7 @@ from rich.console import Console
 from qhybrid import atomic
 from qhybrid.backends import GatewaySettings, check_backends
 from qhybrid.cache.session import OFF, CacheSettings
+from qhybrid.cost import PriceTable
 from qhybrid.errors import InputError, QhybridError, RunFailed
 from qhybrid.pipeline.execute import execute
 from qhybrid.pipeline.generate import claim_run_dir, generate, regenerate_circuits
@@ -44,6 +45,7 @@ def run_local(
     keep_shards: bool = True,
     label: str | None = None,
     cache: CacheSettings = OFF,
+    prices: PriceTable | None = None,
 ) -> dict[str, Any]:
     """Run every step for ``spec`` in ``out``, resuming whatever is already done there.
 
@@ -52,7 +54,8 @@ def run_local(
     writes no QPY shards (one in-process worker only; a resume rebuilds the circuits).
     A finished run is not run again: its report, with the original timings, is returned.
     ``cache`` is the result cache simulators read and write (off by default here; the CLI
-    turns it on).
+    turns it on). ``prices`` is the table the report prices the run's usage with (the CLI
+    passes a stack's; without one the report says so).
     """
     if workers < 1:
         raise InputError("--workers", f"must be at least 1, got {workers}")
@@ -69,7 +72,13 @@ def run_local(
     wall_started = time.perf_counter()
     with console.status("generating subexperiments") if progress else nullcontext():
         manifest = generate(
-            run_dir, spec, gateway=gateway, write_circuits=keep_shards, label=label, cache=cache
+            run_dir,
+            spec,
+            gateway=gateway,
+            write_circuits=keep_shards,
+            label=label,
+            cache=cache,
+            prices=prices,
         )
     # generate has checked that the directory holds this run; a killed earlier attempt may
     # have left temporary files behind, which no step reads: clear them.

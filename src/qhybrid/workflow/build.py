@@ -276,6 +276,9 @@ class _Builder:
                 "--no-check-backends",
                 *self.cache_args,
                 *budget,
+                # The stack's price table: the report prices the run's usage with it.
+                "--prices",
+                json.dumps(self.config.prices.to_json(), sort_keys=True, separators=(",", ":")),
             ],
             inputs=(
                 [RawArtifact(name="circuit", path=CIRCUIT_PATH, data=self.spec.circuit_qasm)]

@@ -203,7 +203,7 @@ def first_record(obj):
     ],
 )
 def test_prometheus_rule_mistakes(mutate, expected):
-    obj = monitoring.prometheus_rule()
+    obj = monitoring.prometheus_rule(load_stack_file("kind"))
     assert check_object(obj) == []
     mutate(obj)
     assert expected in problems_of(obj)

@@ -11,7 +11,7 @@ import pytest
 from qhybrid.blueprint import argo, gateway, kueue, monitoring
 from qhybrid.blueprint import validate as crd_checks
 from qhybrid.blueprint.config import load_stack_file
-from qhybrid.blueprint.monitoring import alerts, dashboards, panels, service_dashboards, slos
+from qhybrid.blueprint.monitoring import alerts, cost, dashboards, panels, service_dashboards, slos
 from qhybrid.blueprint.monitoring import metric_names as m
 from qhybrid.blueprint.names import (
     ARGO_NAMESPACE,
@@ -174,11 +174,12 @@ def test_grafana_sidecar_loads_the_dashboard_configmaps(config, objects):
     assert {sidecar["label"]: sidecar["labelValue"]} == GRAFANA_DASHBOARD_LABEL
 
 
-def test_kube_state_metrics_exports_the_pool_label_dashboards_group_by(config):
+def test_kube_state_metrics_exports_the_labels_dashboards_and_cost_rules_group_by(config):
     ksm = monitoring.helm_values(config)["kube-state-metrics"]
-    assert ksm["metricLabelsAllowlist"] == [f"nodes=[{POOL_LABEL}]"]
+    assert ksm["metricLabelsAllowlist"] == [f"nodes=[{POOL_LABEL}]", f"pods=[{cost.ARGO_WORKFLOW_POD_LABEL}]"]
     # kube-state-metrics turns qhybrid.io/pool into label_qhybrid_io_pool
     assert dashboards.POOL_LABEL == "label_" + re.sub(r"[^a-zA-Z0-9]", "_", POOL_LABEL)
+    assert cost.WORKFLOW_LABEL == "label_" + re.sub(r"[^a-zA-Z0-9]", "_", cost.ARGO_WORKFLOW_POD_LABEL)
 
 
 # ---------------------------------------------------------------- scrape targets
@@ -295,9 +296,9 @@ def test_each_monitor_sets_the_job_its_down_alert_watches():
 # ---------------------------------------------------------------- rules
 
 
-def test_prometheus_rule_holds_the_rule_groups():
-    rule = monitoring.prometheus_rule()
-    assert rule["spec"]["groups"] == alerts.rule_groups()
+def test_prometheus_rule_holds_the_rule_groups(config):
+    rule = monitoring.prometheus_rule(config)
+    assert rule["spec"]["groups"] == [*alerts.rule_groups(), cost.cost_rules(config)]
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
@@ -413,7 +414,7 @@ def test_naming_problems_catches_violations(bad):
 
 
 def all_queries(config):
-    exprs = [r["expr"] for g in alerts.rule_groups() for r in g["rules"]]
+    exprs = [r["expr"] for g in monitoring.rule_groups(config) for r in g["rules"]]
     for board in dashboards.dashboards(config):
         exprs += [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
     return exprs
@@ -432,7 +433,7 @@ def test_every_gateway_metric_is_watched_and_every_watched_one_is_in_the_contrac
 
 
 def test_recording_rules_read_by_queries_exist(config):
-    records = {r["record"] for g in alerts.rule_groups() for r in g["rules"] if "record" in r}
+    records = {r["record"] for g in monitoring.rule_groups(config) for r in g["rules"] if "record" in r}
     used = {
         name for expr in all_queries(config) for name in re.findall(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+", expr)
     }
@@ -500,7 +501,7 @@ def test_dashboards_show_what_the_issue_asks_for(config):
 
 
 def test_the_service_views_show_slos_burn_rates_alerts_queues_cache_and_failovers():
-    executive, on_call, debug = service_dashboards.service_dashboards()
+    executive, on_call, debug = service_dashboards.service_dashboards(load_stack_file("kind"))
     assert {slo.name for slo in slos.SLOS} <= panel_titles(executive)
     assert {"Workflows finished per day", "QuantumJobs finished per day"} <= panel_titles(executive)
     budget = next(p for p in executive["panels"] if p["title"] == "gateway-availability")

@@ -30,8 +30,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from qhybrid.blueprint.config import StackConfig
-from qhybrid.blueprint.monitoring import alerts, dashboards
+from qhybrid.blueprint.monitoring import alerts, cost, dashboards
 from qhybrid.blueprint.monitoring import metric_names as m
+from qhybrid.blueprint.monitoring.cost import ARGO_WORKFLOW_POD_LABEL
 from qhybrid.blueprint.names import (
     ARGO_NAMESPACE,
     ARGO_RELEASE,
@@ -138,8 +139,9 @@ def helm_values(config: StackConfig) -> dict[str, Any]:
         },
         "kube-state-metrics": {
             **placed,
-            # Export each node's pool label, so dashboards can group usage by pool.
-            "metricLabelsAllowlist": [f"nodes=[{POOL_LABEL}]"],
+            # Export each node's pool label, so dashboards can group usage by pool, and each
+            # pod's workflow label, so the cost rules can add its pods' usage up per workflow.
+            "metricLabelsAllowlist": [f"nodes=[{POOL_LABEL}]", f"pods=[{ARGO_WORKFLOW_POD_LABEL}]"],
         },
         # A DaemonSet: it must run on every pool, tainted or not.
         "prometheus-node-exporter": {
@@ -262,13 +264,18 @@ def gateway_pod_monitor() -> dict[str, Any]:
     }
 
 
-def prometheus_rule() -> dict[str, Any]:
-    """Return the PrometheusRule holding every group of ``alerts.rule_groups()``."""
+def rule_groups(config: StackConfig) -> list[dict[str, Any]]:
+    """Return every rule group: ``alerts.rule_groups()`` and the stack's cost rules."""
+    return [*alerts.rule_groups(), cost.cost_rules(config)]
+
+
+def prometheus_rule(config: StackConfig) -> dict[str, Any]:
+    """Return the PrometheusRule holding every group of :func:`rule_groups`."""
     return {
         "apiVersion": MONITORING_API,
         "kind": "PrometheusRule",
         "metadata": _metadata(PROMETHEUS_RULE_NAME),
-        "spec": {"groups": alerts.rule_groups()},
+        "spec": {"groups": rule_groups(config)},
     }
 
 
@@ -316,6 +323,6 @@ def monitoring_objects(config: StackConfig) -> list[dict[str, Any]]:
     return [
         monitoring_namespace(),
         *scrape_monitors(),
-        prometheus_rule(),
+        prometheus_rule(config),
         *dashboard_configmaps(config),
     ]

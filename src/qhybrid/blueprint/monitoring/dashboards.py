@@ -395,4 +395,4 @@ def qpu_dashboard() -> dict[str, Any]:
 def dashboards(config: StackConfig) -> list[dict[str, Any]]:
     """Return every dashboard as Grafana JSON (a dict), in a fixed order."""
     components = [workflows_dashboard(config), queues_dashboard(), compute_dashboard(config), qpu_dashboard()]
-    return [*components, *service_dashboards.service_dashboards()]
+    return [*components, *service_dashboards.service_dashboards(config)]

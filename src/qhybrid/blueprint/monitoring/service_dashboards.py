@@ -15,7 +15,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from qhybrid.blueprint.monitoring import alerts, slos
+from qhybrid.blueprint.config import StackConfig
+from qhybrid.blueprint.monitoring import alerts, cost, slos
 from qhybrid.blueprint.monitoring import metric_names as m
 from qhybrid.blueprint.monitoring.panels import dashboard as _dashboard
 from qhybrid.blueprint.monitoring.panels import row as _row
@@ -36,8 +37,12 @@ def _burn_rate(window: str) -> str:
     return f"{slos.ERROR_RATIO.format(window=window)} / (1 - {slos.OBJECTIVE})"
 
 
-def executive_dashboard() -> dict[str, Any]:
-    """Return the executive view: SLO status and budgets, and work done per day."""
+# Grafana's currency units; another currency is shown as a plain number.
+_CURRENCY_UNITS = {"USD": "currencyUSD", "EUR": "currencyEUR", "GBP": "currencyGBP", "CHF": "currencyCHF"}
+
+
+def executive_dashboard(config: StackConfig) -> dict[str, Any]:
+    """Return the executive view: SLO status and budgets, cost, and work done per day."""
     ids = itertools.count(1)
     board = _dashboard(
         UIDS["executive"],
@@ -70,6 +75,47 @@ def executive_dashboard() -> dict[str, Any]:
             ],
             "percentunit",
             width=24,
+        )
+    )
+    currency = config.prices.currency
+    unit = _CURRENCY_UNITS.get(currency, "short")
+    board.with_row(_row(ids, f"Cost, last 24 hours ({currency}, the stack's price table)"))
+    board.with_panel(
+        _stat(
+            ids,
+            "Workflows: CPU and GPU",
+            "CPU time of workflow pods priced per core-hour, plus GPUs allocated priced per GPU-hour, "
+            "for workflows that ran in the last 24 hours.",
+            f"sum({cost.WORKFLOW_COST}) or vector(0)",
+            unit,
+        )
+    )
+    board.with_panel(
+        _stat(
+            ids,
+            "QPU shots",
+            "Shots on each QPU backend in the last 24 hours, priced per shot.",
+            f"sum({cost.CLIENT_QPU_COST}) or vector(0)",
+            unit,
+        )
+    )
+    board.with_panel(
+        _timeseries(
+            ids,
+            "QPU cost per team",
+            "The last 24 hours' QPU shots of each gateway client (team), priced per shot.",
+            [(cost.CLIENT_QPU_COST, "{{client}}")],
+            unit,
+        )
+    )
+    board.with_panel(
+        _timeseries(
+            ids,
+            "Most expensive workflows",
+            "The ten workflows of the last 24 hours with the highest CPU and GPU cost. Each run's "
+            "own estimate is in its report (provenance.cost).",
+            [(f"topk(10, {cost.WORKFLOW_COST})", "{{workflow}}")],
+            unit,
         )
     )
     board.with_row(_row(ids, "Work per day"))
@@ -301,6 +347,6 @@ def debug_dashboard() -> dict[str, Any]:
     return _to_dict(board)
 
 
-def service_dashboards() -> list[dict[str, Any]]:
+def service_dashboards(config: StackConfig) -> list[dict[str, Any]]:
     """Return the three service views, in a fixed order."""
-    return [executive_dashboard(), on_call_dashboard(), debug_dashboard()]
+    return [executive_dashboard(config), on_call_dashboard(), debug_dashboard()]
