@@ -36,6 +36,11 @@ GATEWAY_CONFIG_FILE = "config.yaml"
 GATEWAY_STATE_CLAIM = "qpu-gateway-state"
 GATEWAY_STATE_DIR = "/var/lib/qhybrid-gateway"
 
+# The object store's bucket layout: a workflow's (or a pushed run's) files under
+# qhybrid/<name>/, and MLflow's artifact root under mlflow/ (qhybrid.tracking.objectstore).
+WORKFLOW_ARTIFACT_PREFIX = "qhybrid"
+MLFLOW_ARTIFACT_PREFIX = "mlflow"
+
 # The shared result cache (Valkey): its Service, ports, and the workflow steps that may reach it.
 CACHE_NAME = "result-cache"
 CACHE_LABELS = {"app.kubernetes.io/name": CACHE_NAME, "app.kubernetes.io/component": "result-cache"}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,11 +41,22 @@ def run_qaoa_command(
     out: Annotated[Path, typer.Option(help="Output folder (resumes what is there).")] = Path("runs/qaoa"),
     quiet: Annotated[bool, typer.Option(help="No line per evaluation.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print qaoa.json's content on stdout.")] = False,
+    track: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLFLOW_TRACKING_URI",
+            help="Log the loop to this MLflow tracking server: one run, one step per evaluation.",
+        ),
+    ] = None,
 ) -> None:
     """Maximise a graph's expected cut with QAOA and COBYLA; every energy is cut, run and reconstructed."""
     from qhybrid.pipeline.variational import QaoaSpec, run_qaoa, summary_lines
 
+    tracker: Any = None  # a VariationalTracker with --track
+
     def progress(entry: dict) -> None:
+        if tracker is not None:
+            tracker.step(entry)
         if not quiet and not json_output:
             sys.stderr.write(
                 f"evaluation {entry['evaluation']:>3}  energy {entry['energy']:+.10f}  "
@@ -56,7 +68,13 @@ def run_qaoa_command(
             graph=graph, nodes=nodes, layers=layers, graph_seed=graph_seed, mode=mode, shots=shots, seed=seed,
             policy=policy, partition=partition, max_width=max_width, max_evaluations=max_evaluations,
         )  # fmt: skip
+        if track is not None:
+            from qhybrid.tracking.mlflow_runs import VariationalTracker
+
+            tracker = VariationalTracker(track, out.name, asdict(spec))
         result = run_qaoa(spec, out, cache=cache, gateway=gateway, workers=workers, on_evaluation=progress)
+        if tracker is not None:
+            tracker.finish(result, out)
     if json_output:
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
         return

@@ -16,7 +16,7 @@ from qhybrid.backends import GatewaySettings
 from qhybrid.cache.session import CacheSettings
 from qhybrid.cli.options import cache_options, gateway_options, problem_options
 from qhybrid.cli.terminal import EXIT_FAILED_OVER, print_report, user_errors, warn
-from qhybrid.errors import InputError
+from qhybrid.errors import InputError, QhybridError
 from qhybrid.pipeline.runner import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from qhybrid.spec import ProblemFlags, RunSpec
 
@@ -70,6 +70,13 @@ def run_cutting(
         str,
         typer.Option(help="Price the run's usage with this stack's table (stacks/Pulumi.<stack>.yaml)."),
     ] = "kind",
+    track: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLFLOW_TRACKING_URI",
+            help="Log the run to this MLflow tracking server (params, metrics, provenance tags, artifacts).",
+        ),
+    ] = None,
 ) -> None:
     """Cut a circuit, run its subexperiments, reconstruct the observable, compare with exact."""
     from qhybrid.blueprint.config import load_stack_file
@@ -110,8 +117,10 @@ def run_cutting(
             cache=cache,
             prices=price_table,
         )
+        tracked = track_finished_run(track, report, out) if track is not None else None
     if json_output:
-        sys.stdout.write(json.dumps(json_summary(report, RunDir(out)), sort_keys=True) + "\n")
+        summary = json_summary(report, RunDir(out)) | ({"mlflow_run_id": tracked} if tracked else {})
+        sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
     elif not quiet:
         print_report(report, RunDir(out).report_file)
     failovers = report["provenance"]["failovers"]
@@ -216,6 +225,21 @@ def check_writable(out: Path) -> None:
         raise InputError(
             "--out", f"cannot write {out}: {os.strerror(errno.EROFS if read_only else errno.EACCES)}"
         )
+
+
+def track_finished_run(uri: str, report: dict[str, Any], out: Path) -> str:
+    """Log a finished run to MLflow; a failure says the run itself is safe and how to track it later."""
+    from qhybrid.tracking.mlflow_runs import track_run
+
+    try:
+        run_id = track_run(uri, report, out)
+    except QhybridError as error:
+        raise QhybridError(
+            f"the run finished ({out / 'report.json'}) but was not tracked: {error}; "
+            f"retry with `qhybrid runs track {out} --track {uri}`"
+        ) from None
+    warn(f"tracked as MLflow run {run_id} at {uri}")
+    return run_id
 
 
 def json_summary(report: dict[str, Any], run_dir: Any) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from qhybrid.blueprint.names import (
     WORKER_GATEWAY_TOKEN_DIR,
     WORKER_GATEWAY_TOKEN_FILE,
     WORKER_LABELS,
+    WORKFLOW_ARTIFACT_PREFIX,
     WORKFLOW_SERVICE_ACCOUNT,
     WORKFLOW_STEP_LABEL,
 )
@@ -122,7 +123,7 @@ def _s3_artifact(name: str, path: str, key: str, *, optional: bool = False) -> S
     return S3Artifact(
         name=name,
         path=path,
-        key=f"qhybrid/{{{{workflow.name}}}}/{key}",
+        key=f"{WORKFLOW_ARTIFACT_PREFIX}/{{{{workflow.name}}}}/{key}",
         archive=NoneArchiveStrategy(),
         optional=optional or None,
     )
@@ -347,7 +348,7 @@ def report_location(config: StackConfig, workflow_name: str) -> str:
     """Return where a finished workflow's report.json is kept: a path on the PVC, or an S3 URL."""
     if config.artifact_store == "pvc":
         return f"pvc://{ARTIFACT_PVC}/{workflow_name}/report.json"
-    return f"s3://{config.artifact_s3_bucket}/qhybrid/{workflow_name}/report.json"
+    return f"s3://{config.artifact_s3_bucket}/{WORKFLOW_ARTIFACT_PREFIX}/{workflow_name}/report.json"
 
 
 def build_workflow(

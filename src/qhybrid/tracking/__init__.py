@@ -1,0 +1,1 @@
+"""Experiment tracking and object storage: runs as MLflow runs, artifacts in an S3 bucket."""
