@@ -10,7 +10,9 @@ from infra.cluster import Cluster, ClusterArgs
 from infra.gateway import QpuGateway, QpuGatewayArgs
 from infra.kueue import Kueue, KueueArgs
 from infra.monitoring import Monitoring, MonitoringArgs
+from infra.objectstore import ObjectStore, ObjectStoreArgs
 from infra.quantumjob import QuantumJobOperator, QuantumJobOperatorArgs
+from infra.tracking import TrackingServer, TrackingServerArgs
 from qhybrid.blueprint import monitoring
 from qhybrid.blueprint.config import from_pulumi, secret_value
 
@@ -66,6 +68,37 @@ def build_stack() -> dict[str, Any]:
         ),
     )
     exports["quantumJobCrd"] = operator.crd_name
+    tracking_needs: list[Any] = [monitoring_part]
+    if config.object_store_enabled:
+        object_store = ObjectStore(
+            "object-store",
+            ObjectStoreArgs(
+                config=config,
+                provider=provider,
+                access_key=secret_value("objectStoreAccessKey"),
+                secret_key=secret_value("objectStoreSecretKey"),
+                after=[monitoring_part],
+            ),
+        )
+        exports["objectStoreEndpoint"] = object_store.endpoint
+        tracking_needs.append(object_store)
+    if config.tracking_enabled:
+        # MLflow's artifacts: the object store's keys, or the stack's S3 keys without it.
+        prefix = "objectStore" if config.object_store_enabled else "artifactS3"
+        tracking_server = TrackingServer(
+            "tracking",
+            TrackingServerArgs(
+                config=config,
+                provider=provider,
+                s3_access_key=secret_value(f"{prefix}AccessKey"),
+                s3_secret_key=secret_value(f"{prefix}SecretKey"),
+                database_uri=secret_value("trackingDatabaseUri")
+                if config.tracking_database == "external"
+                else None,
+                after=tracking_needs,
+            ),
+        )
+        exports["trackingUrl"] = tracking_server.url
     return {
         **exports,
         "kubeconfig": cluster.kubeconfig,

@@ -326,9 +326,17 @@ def _set_secrets(stack: Any) -> None:
     token = os.environ.get(QPU_TOKEN_ENV)
     if token:
         stack.set_config(f"{PROJECT}:qpuProviderToken", auto.ConfigValue(value=token, secret=True))
+    # The in-cluster object store's S3 identity: made up for this run, as the password is.
+    object_store = {
+        "objectStoreAccessKey": secrets.token_hex(10),
+        "objectStoreSecretKey": secrets.token_hex(20),
+    }
+    for key, value in object_store.items():
+        stack.set_config(f"{PROJECT}:{key}", auto.ConfigValue(value=value, secret=True))
     # The stack file may hold them only encrypted.
     written = STACK_FILE.read_text(encoding="utf-8")
     assert password not in written and (not token or token not in written), "a secret was written in clear"
+    assert not any(value in written for value in object_store.values()), "a secret was written in clear"
     stored = yaml.safe_load(written)["config"][f"{PROJECT}:grafanaAdminPassword"]
     assert isinstance(stored, dict) and set(stored) == {"secure"}, stored
 

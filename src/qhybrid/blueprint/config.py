@@ -33,6 +33,7 @@ _CHECKOUT_DIR = Path(__file__).resolve().parents[3]
 _PACKAGED_DIR = Path(__file__).resolve().parents[1] / "project"
 CLUSTERS = ("kind", "eks")
 ARTIFACT_STORES = ("pvc", "s3")
+TRACKING_DATABASES = ("sqlite", "external")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
@@ -164,6 +165,13 @@ class StackConfig:
     cache_max_memory_mib: int
     cache_storage_size: str
     prometheus_retention: str
+    object_store_enabled: bool
+    object_store_size: str
+    object_store_bucket: str
+    tracking_enabled: bool
+    tracking_database: str
+    tracking_database_cidrs: tuple[str, ...]
+    tracking_storage_size: str
     price_currency: str
     price_cpu_core_hour: str
     price_gpu_hour: str
@@ -198,10 +206,6 @@ class StackConfig:
             raise ConfigError("systemNodes", "the platform's controllers need at least one system node")
         if self.cache_max_memory_mib < 16:
             raise ConfigError("cacheMaxMemoryMib", f"must be at least 16, got {self.cache_max_memory_mib}")
-        if not _QUANTITY.match(self.cache_storage_size):
-            raise ConfigError("cacheStorageSize", f"{self.cache_storage_size!r} is not a quantity like 2Gi")
-        if not _QUANTITY.match(self.artifact_pvc_size):
-            raise ConfigError("artifactPvcSize", f"{self.artifact_pvc_size!r} is not a quantity like 20Gi")
         if not _DURATION.match(self.prometheus_retention):
             raise ConfigError(
                 "prometheusRetention", f"{self.prometheus_retention!r} is not a duration like 7d"
@@ -216,9 +220,7 @@ class StackConfig:
                     "gatewayBackends",
                     f"{backend!r} is not aer or emulator:<fake device> (e.g. emulator:fake_manila)",
                 )
-        if not _QUANTITY.match(self.gateway_state_size):
-            raise ConfigError("gatewayStateSize", f"{self.gateway_state_size!r} is not a quantity like 1Gi")
-        for name in ("gateway_egress_cidrs", "workflow_egress_cidrs"):
+        for name in ("gateway_egress_cidrs", "workflow_egress_cidrs", "tracking_database_cidrs"):
             for cidr in getattr(self, name):
                 try:
                     ipaddress.ip_network(cidr)
@@ -226,6 +228,7 @@ class StackConfig:
                     raise ConfigError(_camel(name), f"{cidr!r} is not a CIDR like 10.0.0.0/8") from None
         self._check_queues_have_pools()
         self._check_prices()
+        self._check_storage_and_tracking()
         if self.artifact_store == "s3":
             for key in ("artifactS3Endpoint", "artifactS3Bucket"):
                 if not getattr(self, _snake(key)):
@@ -248,6 +251,32 @@ class StackConfig:
             raise ConfigError(
                 "gpuQuotaGpus",
                 f"is {self.gpu_quota_gpus} but gpuVendor is 'none' (no GPUs to admit); set it to 0",
+            )
+
+    def _check_storage_and_tracking(self) -> None:
+        for key in (
+            "cacheStorageSize",
+            "artifactPvcSize",
+            "gatewayStateSize",
+            "objectStoreSize",
+            "trackingStorageSize",
+        ):
+            if not _QUANTITY.match(getattr(self, _snake(key))):
+                raise ConfigError(key, f"{getattr(self, _snake(key))!r} is not a quantity like 2Gi")
+        bucket = self.object_store_bucket
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+            raise ConfigError("objectStoreBucket", f"{bucket!r} is not an S3 bucket name")
+        _choice("trackingDatabase", self.tracking_database, TRACKING_DATABASES)
+        if (
+            self.tracking_enabled
+            and self.tracking_database == "external"
+            and not self.tracking_database_cidrs
+        ):
+            raise ConfigError("trackingDatabaseCidrs", "name the external database's address ranges")
+        if self.tracking_enabled and not self.object_store_enabled and self.artifact_store != "s3":
+            raise ConfigError(
+                "trackingEnabled",
+                "MLflow keeps artifacts in S3: enable objectStoreEnabled or use artifactStore s3",
             )
 
     def _check_prices(self) -> None:
@@ -277,6 +306,10 @@ class StackConfig:
         needed = ["grafanaAdminPassword"]
         if self.artifact_store == "s3":
             needed += ["artifactS3AccessKey", "artifactS3SecretKey"]
+        if self.object_store_enabled:
+            needed += ["objectStoreAccessKey", "objectStoreSecretKey"]
+        if self.tracking_enabled and self.tracking_database == "external":
+            needed += ["trackingDatabaseUri"]
         for key in needed:
             if key not in self.secrets_set:
                 raise ConfigError(key, f"is not set; run `pulumi config set --secret {key} <value>`")

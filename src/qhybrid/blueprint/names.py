@@ -41,6 +41,26 @@ GATEWAY_STATE_DIR = "/var/lib/qhybrid-gateway"
 WORKFLOW_ARTIFACT_PREFIX = "qhybrid"
 MLFLOW_ARTIFACT_PREFIX = "mlflow"
 
+# The object store (SeaweedFS: S3) and the MLflow tracking server, each in its namespace.
+OBJECT_STORE_NAMESPACE = "qhybrid-objectstore"
+OBJECT_STORE_NAME = "object-store"
+OBJECT_STORE_LABELS = {
+    "app.kubernetes.io/name": OBJECT_STORE_NAME,
+    "app.kubernetes.io/component": "object-store",
+}
+OBJECT_STORE_PORT = 8333
+OBJECT_STORE_PORT_NAME = "s3"
+OBJECT_STORE_METRICS_PORT = 9327
+OBJECT_STORE_METRICS_PORT_NAME = "metrics"
+OBJECT_STORE_IDENTITIES_SECRET = "object-store-identities"  # the server's s3.json (its keys)
+TRACKING_NAMESPACE = "qhybrid-tracking"
+TRACKING_NAME = "mlflow"
+TRACKING_LABELS = {"app.kubernetes.io/name": TRACKING_NAME, "app.kubernetes.io/component": "tracking"}
+TRACKING_PORT = 5000
+TRACKING_PORT_NAME = "http"
+TRACKING_S3_SECRET = "mlflow-s3-credentials"  # an AWS credentials file, mounted only into MLflow
+TRACKING_DATABASE_SECRET = "mlflow-database"  # the external database's URI (trackingDatabase=external)
+
 # The shared result cache (Valkey): its Service, ports, and the workflow steps that may reach it.
 CACHE_NAME = "result-cache"
 CACHE_LABELS = {"app.kubernetes.io/name": CACHE_NAME, "app.kubernetes.io/component": "result-cache"}

@@ -16,8 +16,10 @@ from qhybrid.blueprint.names import (
     GATEWAY_NAMESPACE,
     KUEUE_NAMESPACE,
     MONITORING_NAMESPACE,
+    OBJECT_STORE_NAMESPACE,
     OPERATOR_NAMESPACE,
     PART_OF,
+    TRACKING_NAMESPACE,
 )
 
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
@@ -48,6 +50,8 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     GATEWAY_NAMESPACE: "restricted",
     CACHE_NAMESPACE: "restricted",
     OPERATOR_NAMESPACE: "restricted",
+    OBJECT_STORE_NAMESPACE: "restricted",
+    TRACKING_NAMESPACE: "restricted",
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from qhybrid import atomic
-from qhybrid.blueprint import argo, cache, gateway, kueue, monitoring, quantumjob
+from qhybrid.blueprint import argo, cache, gateway, kueue, monitoring, objectstore, quantumjob, tracking
 from qhybrid.blueprint.config import StackConfig
 from qhybrid.blueprint.names import ARGO_NAMESPACE, KUEUE_NAMESPACE
 from qhybrid.blueprint.namespaces import platform_namespace
@@ -56,6 +56,18 @@ def rendered_parts(config: StackConfig) -> dict[str, list[dict[str, Any]]]:
     if config.cache_enabled:
         parts["cache"] = cache.cache_objects(config)
     parts["operator"] = quantumjob.quantumjob_objects(config)
+    if config.object_store_enabled:
+        parts["object-store"] = objectstore.object_store_objects(
+            config, secret_placeholder("objectStoreAccessKey"), secret_placeholder("objectStoreSecretKey")
+        )
+    if config.tracking_enabled:
+        prefix = "objectStore" if config.object_store_enabled else "artifactS3"
+        parts["tracking"] = tracking.tracking_objects(
+            config,
+            secret_placeholder(f"{prefix}AccessKey"),
+            secret_placeholder(f"{prefix}SecretKey"),
+            secret_placeholder("trackingDatabaseUri"),
+        )
     if config.cluster == "eks":
         from qhybrid.blueprint.eks import default_storage_class
 

