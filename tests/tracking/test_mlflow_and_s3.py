@@ -104,6 +104,9 @@ def test_a_variational_run_logs_one_step_per_evaluation(mlflow_server, tmp_path)
     args = ["run", "qaoa", "--nodes", "6", "--max-evaluations", "5", "--quiet", "--out", str(out)]
     assert qhybrid(*args, "--track", mlflow_server) == 0
     trace = atomic.read_json(out / "qaoa.json")["trace"]
+    # each evaluation's report is priced with the kind stack's table (--prices kind)
+    first = atomic.read_json(out / "evaluations" / "000" / "report.json")["provenance"]["cost"]
+    assert first["prices"] == load_stack_file("kind").prices.to_json() and first["estimate"]["total"] > 0
     client = mlflow.MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name("qhybrid")
     [run] = client.search_runs([experiment.experiment_id], "tags.`qhybrid.kind` = 'variational'")

@@ -13,7 +13,7 @@ import typer
 from qhybrid.backends import GatewaySettings
 from qhybrid.cache.session import CacheSettings
 from qhybrid.cli.options import cache_options, gateway_options
-from qhybrid.cli.run import run_app
+from qhybrid.cli.run import run_app, stack_prices
 from qhybrid.cli.terminal import user_errors
 from qhybrid.spec import DEFAULT_POLICY, DEFAULT_SEED
 
@@ -48,6 +48,12 @@ def run_qaoa_command(
             help="Log the loop to this MLflow tracking server: one run, one step per evaluation.",
         ),
     ] = None,
+    prices: Annotated[
+        str,
+        typer.Option(
+            help="Price each evaluation's usage with this stack's table (stacks/Pulumi.<stack>.yaml)."
+        ),
+    ] = "kind",
 ) -> None:
     """Maximise a graph's expected cut with QAOA and COBYLA; every energy is cut, run and reconstructed."""
     from qhybrid.pipeline.variational import QaoaSpec, run_qaoa, summary_lines
@@ -68,11 +74,20 @@ def run_qaoa_command(
             graph=graph, nodes=nodes, layers=layers, graph_seed=graph_seed, mode=mode, shots=shots, seed=seed,
             policy=policy, partition=partition, max_width=max_width, max_evaluations=max_evaluations,
         )  # fmt: skip
+        price_table = stack_prices(prices)
         if track is not None:
             from qhybrid.tracking.mlflow_runs import VariationalTracker
 
             tracker = VariationalTracker(track, out.name, asdict(spec))
-        result = run_qaoa(spec, out, cache=cache, gateway=gateway, workers=workers, on_evaluation=progress)
+        result = run_qaoa(
+            spec,
+            out,
+            cache=cache,
+            gateway=gateway,
+            workers=workers,
+            on_evaluation=progress,
+            prices=price_table,
+        )
         if tracker is not None:
             tracker.finish(result, out)
     if json_output:

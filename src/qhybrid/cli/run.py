@@ -16,6 +16,7 @@ from qhybrid.backends import GatewaySettings
 from qhybrid.cache.session import CacheSettings
 from qhybrid.cli.options import cache_options, gateway_options, problem_options
 from qhybrid.cli.terminal import EXIT_FAILED_OVER, print_report, user_errors, warn
+from qhybrid.cost import PriceTable
 from qhybrid.errors import InputError, QhybridError
 from qhybrid.pipeline.runner import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from qhybrid.spec import ProblemFlags, RunSpec
@@ -79,15 +80,11 @@ def run_cutting(
     ] = None,
 ) -> None:
     """Cut a circuit, run its subexperiments, reconstruct the observable, compare with exact."""
-    from qhybrid.blueprint.config import load_stack_file
     from qhybrid.pipeline.rundir import RunDir
     from qhybrid.pipeline.runner import run_local
 
     with user_errors():
-        try:
-            price_table = load_stack_file(prices).prices
-        except InputError as error:
-            raise InputError("--prices", error.problem) from None
+        price_table = stack_prices(prices)
         if resume is not None:
             if out is not None and out.resolve() != resume.resolve():
                 raise InputError("--out", "give --resume DIR alone; it is the output directory")
@@ -102,7 +99,15 @@ def run_cutting(
         if sweep is not None:
             from qhybrid.pipeline.sweep import Sweep, run_sweep
 
-            table = run_sweep(spec, Sweep.parse(sweep), out, cache=cache, gateway=gateway, workers=workers)
+            table = run_sweep(
+                spec,
+                Sweep.parse(sweep),
+                out,
+                cache=cache,
+                gateway=gateway,
+                workers=workers,
+                prices=price_table,
+            )
             print_sweep(table, out, as_json=json_output)
             return
         report = run_local(
@@ -225,6 +230,16 @@ def check_writable(out: Path) -> None:
         raise InputError(
             "--out", f"cannot write {out}: {os.strerror(errno.EROFS if read_only else errno.EACCES)}"
         )
+
+
+def stack_prices(stack: str) -> PriceTable:
+    """The price table of ``stacks/Pulumi.<stack>.yaml`` (``--prices``); a bad stack names the flag."""
+    from qhybrid.blueprint.config import load_stack_file
+
+    try:
+        return load_stack_file(stack).prices
+    except InputError as error:
+        raise InputError("--prices", error.problem) from None
 
 
 def track_finished_run(uri: str, report: dict[str, Any], out: Path) -> str:

@@ -21,6 +21,7 @@ from qiskit.circuit import CircuitInstruction
 from qhybrid import atomic
 from qhybrid.backends import GatewaySettings
 from qhybrid.cache.session import OFF, CacheSettings
+from qhybrid.cost import PriceTable
 from qhybrid.cutting.observables import format_pauli_sum
 from qhybrid.errors import InputError
 from qhybrid.pipeline.runner import run_local
@@ -107,13 +108,17 @@ def run_sweep(
     cache: CacheSettings = OFF,
     gateway: GatewaySettings | None = None,
     workers: int = 1,
+    prices: PriceTable | None = None,
 ) -> dict[str, Any]:
-    """Run every point (resuming finished ones); write sweep.json and sweep.png; return the table."""
+    """Run every point (resuming finished ones); write sweep.json and sweep.png; return the table.
+
+    ``prices`` prices each point's usage in its report.
+    """
     specs = sweep_specs(spec, sweep)
     rows = []
     for number, (offset, point) in enumerate(zip(sweep.offsets(), specs, strict=True)):
         report = run_local(point, out / "points" / f"{number:03d}", cache=cache, gateway=gateway,
-                           workers=workers, progress=False)  # fmt: skip
+                           workers=workers, progress=False, prices=prices)  # fmt: skip
         hits = (report.get("cache") or {}).get("hits") or {}
         rows.append(
             {

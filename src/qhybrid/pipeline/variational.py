@@ -26,6 +26,7 @@ from qiskit import qasm3
 from qhybrid import atomic
 from qhybrid.backends import GatewaySettings
 from qhybrid.cache.session import OFF, CacheSettings
+from qhybrid.cost import PriceTable
 from qhybrid.errors import InputError
 from qhybrid.pipeline.runner import run_local
 from qhybrid.scenarios.qaoa import (
@@ -107,8 +108,12 @@ def run_qaoa(
     gateway: GatewaySettings | None = None,
     workers: int = 1,
     on_evaluation: Callable[[dict[str, Any]], None] | None = None,
+    prices: PriceTable | None = None,
 ) -> dict[str, Any]:
-    """Maximise the expected cut with COBYLA; write and return qaoa.json's content."""
+    """Maximise the expected cut with COBYLA; write and return qaoa.json's content.
+
+    ``prices`` prices each evaluation's usage in its report.
+    """
     from scipy.optimize import minimize
 
     started = time.perf_counter()
@@ -133,6 +138,7 @@ def run_qaoa(
             gateway=gateway,
             workers=workers,
             progress=False,
+            prices=prices,
         )
         cache_counts = report.get("cache") or {}
         entry = {

@@ -21,6 +21,7 @@ from qhybrid.blueprint.monitoring import alerts, service_dashboards
 from qhybrid.blueprint.monitoring import metric_names as m
 from qhybrid.blueprint.monitoring.job_panels import quantumjob_panels, result_cache_panels
 from qhybrid.blueprint.monitoring.panels import dashboard as _dashboard
+from qhybrid.blueprint.monitoring.panels import gateway_replicas_up
 from qhybrid.blueprint.monitoring.panels import row as _row
 from qhybrid.blueprint.monitoring.panels import stat_panel as _stat
 from qhybrid.blueprint.monitoring.panels import thresholds as _thresholds
@@ -256,20 +257,10 @@ def compute_dashboard(config: StackConfig) -> dict[str, Any]:
 def qpu_dashboard() -> dict[str, Any]:
     """Return the QPU gateway dashboard: health, jobs, latency, shots, auth failures, calibration age."""
     ids = itertools.count(1)
-    job = f'job="{m.JOB_QPU_GATEWAY}"'
     board = _dashboard(
         UIDS["qpu"], "qhybrid / QPU gateway", "The gateway between workflows and QPU providers."
     )
-    board.with_panel(
-        _stat(
-            ids,
-            "Gateway replicas up",
-            "Gateway pods Prometheus scrapes successfully.",
-            f"sum(up{{{job}}}) or vector(0)",
-            "short",
-            thresholds=_thresholds((None, "red"), (1, "green")),
-        )
-    )
+    board.with_panel(gateway_replicas_up(ids))
     board.with_panel(
         _stat(
             ids,

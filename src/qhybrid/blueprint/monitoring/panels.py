@@ -16,6 +16,8 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, Threshold, ThresholdsMode
 
+from qhybrid.blueprint.monitoring.metric_names import JOB_QPU_GATEWAY
+
 DATASOURCE_VARIABLE = "datasource"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VARIABLE}}}")
 TAGS = ["qhybrid"]
@@ -88,6 +90,19 @@ def stat_panel(
         .height(4)
     )
     return panel.thresholds(thresholds) if thresholds is not None else panel
+
+
+def gateway_replicas_up(ids: Iterator[int]) -> stat.Panel:
+    """The stat both the QPU gateway's dashboard and the on-call view open with: gateway pods up."""
+    job = f'job="{JOB_QPU_GATEWAY}"'
+    return stat_panel(
+        ids,
+        "Gateway replicas up",
+        "Gateway pods Prometheus scrapes successfully.",
+        f"sum(up{{{job}}}) or vector(0)",
+        "short",
+        thresholds=thresholds((None, "red"), (1, "green")),
+    )
 
 
 def row(ids: Iterator[int], title: str) -> db.Row:

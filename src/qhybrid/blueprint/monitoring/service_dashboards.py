@@ -19,6 +19,7 @@ from qhybrid.blueprint.config import StackConfig
 from qhybrid.blueprint.monitoring import alerts, cost, slos
 from qhybrid.blueprint.monitoring import metric_names as m
 from qhybrid.blueprint.monitoring.panels import dashboard as _dashboard
+from qhybrid.blueprint.monitoring.panels import gateway_replicas_up
 from qhybrid.blueprint.monitoring.panels import row as _row
 from qhybrid.blueprint.monitoring.panels import stat_panel as _stat
 from qhybrid.blueprint.monitoring.panels import thresholds as _thresholds
@@ -205,17 +206,7 @@ def on_call_dashboard() -> dict[str, Any]:
         )
     )
     board.with_row(_row(ids, "QPU gateway"))
-    job = f'job="{m.JOB_QPU_GATEWAY}"'
-    board.with_panel(
-        _stat(
-            ids,
-            "Gateway replicas up",
-            "Gateway pods Prometheus scrapes successfully.",
-            f"sum(up{{{job}}}) or vector(0)",
-            "short",
-            thresholds=_thresholds((None, "red"), (1, "green")),
-        )
-    )
+    board.with_panel(gateway_replicas_up(ids))
     board.with_panel(
         _timeseries(
             ids,
