@@ -22,6 +22,7 @@ from qhybrid.blueprint.monitoring import metric_names as m
 from qhybrid.blueprint.monitoring.slos import (
     BUDGET_REMAINING,
     ERROR_RATIO,
+    OBJECTIVE,
     QPU_TIME_TO_RESULT_THRESHOLD_SECONDS,
     SLOS,
     SUBMIT_LATENCY_THRESHOLD_SECONDS,
@@ -144,7 +145,7 @@ def slo_cases(slo: Slo) -> list[dict[str, Any]]:
                     "eval_time": "140m",
                     "exp_samples": [{"labels": ERROR_RATIO.format(window=window) + labels, "value": 1}],
                 }
-                for window in ("5m", "1h", "6h")
+                for window in ("5m", "30m", "1h", "6h", "30d")  # every window recorded: all bad
             ],
             "alert_rule_test": [
                 {"eval_time": "140m", "alertname": fast, "exp_alerts": _firing(fast)},
@@ -158,6 +159,11 @@ def slo_cases(slo: Slo) -> list[dict[str, Any]]:
             "interval": "1m",
             "input_series": build(lambda _minute: steady_bad),
             "promql_expr_test": [
+                {
+                    "expr": f'{OBJECTIVE}{{slo="{slo.name}"}}',
+                    "eval_time": "10m",
+                    "exp_samples": [{"labels": OBJECTIVE + labels, "value": slo.objective}],
+                },
                 {
                     # rounded: the ratio of two rates is 0.003 only to within a few ulps
                     "expr": f'round({BUDGET_REMAINING}{{slo="{slo.name}"}}, 0.0001)',
