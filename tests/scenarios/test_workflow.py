@@ -76,6 +76,21 @@ def test_renders_and_passes_the_checks_for_every_stack_and_policy(stack, policy)
         assert "persistentVolumeClaim" in json.dumps(template(workflow, "generate")["volumes"])
 
 
+def test_every_step_template_declares_its_duration_metric_for_the_debug_dashboard():
+    from qhybrid.blueprint.monitoring import metric_names as m
+
+    workflow = default_workflow()
+    steps = [t for t in workflow["spec"]["templates"] if "container" in t]
+    assert len(steps) >= 5
+    for step in steps:
+        [metric] = step["metrics"]["prometheus"]
+        assert metric["name"] == m.WORKFLOW_STEP_DURATION_SECONDS
+        assert metric["histogram"]["value"] == "{{duration}}"
+        labels = {label["key"]: label["value"] for label in metric["labels"]}
+        assert labels["status"] == "{{status}}" and labels["queue"] in ("cpu", "gpu", "qpu")
+        assert "workflow" not in labels  # one series per workflow would grow without bound
+
+
 def test_a_stack_without_gpus_renders_no_gpu_branch_and_check_catches_one():
     # Given kind (gpuVendor none) and the width policy, the workflow has no gpu branch;
     kind = load_stack_file("kind")

@@ -24,12 +24,24 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from hera.workflows import DAG, Container, Parameter, RawArtifact, RetryStrategy, S3Artifact, Task, Workflow
+from hera.workflows import (
+    DAG,
+    Container,
+    Histogram,
+    Label,
+    Parameter,
+    RawArtifact,
+    RetryStrategy,
+    S3Artifact,
+    Task,
+    Workflow,
+)
 from hera.workflows import models as m
 from hera.workflows.archive import NoneArchiveStrategy
 
 from qhybrid.blueprint.cache import cache_url
 from qhybrid.blueprint.config import StackConfig
+from qhybrid.blueprint.monitoring import metric_names as m_names
 from qhybrid.blueprint.names import (
     ARTIFACT_PVC,
     GATEWAY_NAME,
@@ -66,6 +78,7 @@ TOKEN_EXPIRATION_S = 600
 # Per attempt (a pod's activeDeadlineSeconds starts when it starts, not while Kueue gates it).
 STEP_DEADLINE_S = {"generate": 1800, "batches": 300, "execute": 3 * 3600, "reconstruct": 1800, "report": 600}
 WORKFLOW_DEADLINE_S = 12 * 3600
+STEP_DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600)
 RETRY_LIMIT = 6
 # Retry errors (pod deleted by a Kueue preemption or eviction, node lost) and failures,
 # except exit code 2: the step's own "bad input" answer, which a retry cannot change.
@@ -126,6 +139,26 @@ def _s3_artifact(name: str, path: str, key: str, *, optional: bool = False) -> S
         key=f"{WORKFLOW_ARTIFACT_PREFIX}/{{{{workflow.name}}}}/{key}",
         archive=NoneArchiveStrategy(),
         optional=optional or None,
+    )
+
+
+def step_duration_metric(step: str, resource_class: str) -> Histogram:
+    """Argo's custom metric of a step: its duration by step, queue and final status (debug dashboard).
+
+    The workflow controller emits it when the step ends, retries included; no workflow
+    label (one series per workflow would grow without bound). Each run's own timings
+    are in its report.
+    """
+    return Histogram(
+        name=m_names.WORKFLOW_STEP_DURATION_SECONDS,
+        help="Seconds a qhybrid workflow step took, by step, queue and final status.",
+        labels=[
+            Label(key="step", value=step),
+            Label(key="queue", value=resource_class),
+            Label(key="status", value="{{status}}"),
+        ],
+        buckets=list(STEP_DURATION_BUCKETS),
+        value="{{duration}}",
     )
 
 
@@ -253,6 +286,7 @@ class _Builder:
             ),
             inputs=inputs,
             outputs=outputs,
+            metrics=step_duration_metric(step, resource_class),
         )
 
     def templates(self) -> dict[str, Container]:

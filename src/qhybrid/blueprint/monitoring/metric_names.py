@@ -83,6 +83,11 @@ ARGO_PODS_GAUGE = "argo_workflows_pods_gauge"  # gauge {phase}: workflow pods (t
 ARGO_COMPLETED_PHASES = ("Succeeded", "Failed", "Error")
 ARGO_TASK_PHASES = ("Pending", "Running", "Succeeded", "Failed")
 
+# A custom metric every workflow step template declares (qhybrid.workflow.build): histogram
+# {step, queue, status}. Argo's Prometheus exporter may prefix custom metrics with
+# argo_workflows_, so queries match either name.
+WORKFLOW_STEP_DURATION_SECONDS = "qhybrid_step_duration_seconds"
+
 # --- Kueue (0.13) ---
 KUEUE_PENDING_WORKLOADS = "kueue_pending_workloads"  # gauge {cluster_queue, status=active|inadmissible}
 KUEUE_ADMITTED_ACTIVE_WORKLOADS = "kueue_admitted_active_workloads"  # gauge {cluster_queue}

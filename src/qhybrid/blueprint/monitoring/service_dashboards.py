@@ -262,6 +262,18 @@ def debug_dashboard() -> dict[str, Any]:
         "and cache hits are in its report.json (`qhybrid job get NAME`).",
     )
     board.with_row(_row(ids, "Time per stage"))
+    steps = f'{{__name__=~"(argo_workflows_)?{m.WORKFLOW_STEP_DURATION_SECONDS}_bucket"}}'
+    board.with_panel(
+        _timeseries(
+            ids,
+            "Workflow step duration p95, by step",
+            "How long each step of the cutting workflows takes (p95), from the custom metric every "
+            "step template declares; a run's own per-step timings are in its report.",
+            [(f"histogram_quantile(0.95, sum by (step, le) (rate({steps}[$__rate_interval])))", "{{step}}")],
+            "s",
+            width=24,
+        )
+    )
     board.with_panel(
         _timeseries(
             ids,
