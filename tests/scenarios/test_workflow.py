@@ -353,7 +353,10 @@ def test_cli_check_names_each_problem_of_a_broken_file(tmp_path, capsys):
     assert run_in_process(["workflow", "check", "--file", str(GOLDEN)]) == 0
     broken = tmp_path / "broken.yaml"
     text = GOLDEN.read_text().replace("template: execute-cpu\n", "template: execute-cpus\n", 1)
-    broken.write_text(text.replace("value: cpu\n", "value: gpu\n", 1))
+    # the first toleration (generate's): its pool taint's value
+    toleration = "      key: qhybrid.io/pool\n      operator: Equal\n      value: cpu\n"
+    assert toleration in text
+    broken.write_text(text.replace(toleration, toleration.replace("value: cpu", "value: gpu"), 1))
     assert run_in_process(["workflow", "check", "--file", str(broken), "--stack", "kind"]) == 1
     err = capsys.readouterr().err
     assert "template 'execute-cpus' does not exist" in err
