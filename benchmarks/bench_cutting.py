@@ -25,14 +25,16 @@ What is measured:
 5. Local orchestration overhead: the execute step's wall time over the time inside
    the backends, and the whole run's wall time over all of its compute.
 
-Target lines end with PASS or MISS; the rest are information.
+Target lines end with PASS or MISS; the rest are information. The exact-mode targets are
+issue 16's: the whole ``run_local`` at least 50x faster than upstream's ExactSampler flow
+with error at most 1e-12, and 24 qubits / 4 cuts in at most 3 s.
 
-Figures of one run on a 2-core machine (the README quotes the same run):
-exact 5.7x like for like (upstream ExactSampler flow 4.63 s, qhybrid 0.817 s; 4.4x
-against qhybrid's whole run), sampled 49.6x like for like (SamplerV2 flow 33.9 s,
-qhybrid 0.683 s; 39.0x whole run), reconstruction on identical counts 322x with a
-max difference of 0.0, 24 qubits / 4 cuts exact 22.3 s with error 1.4e-13. Each
-timed qhybrid run computes its subexperiments' canonical forms afresh.
+Figures of one run on a 2-core machine (the README quotes the same run): exact 10.9x like
+for like (upstream ExactSampler flow 4.33 s, qhybrid 0.396 s; 7.0x against qhybrid's whole
+run_local, MISS), sampled 86.2x like for like (SamplerV2 flow 33.7 s, qhybrid 0.391 s),
+reconstruction on identical counts 341x with a max difference of 0.0, 24 qubits / 4 cuts
+exact 7.9 s with error 8.3e-14 (MISS against 3 s). Each timed qhybrid run computes its
+subexperiments' canonical forms afresh.
 
 Usage:
     .venv/bin/python benchmarks/bench_cutting.py [--skip-24] [--repeats N] [--json PATH]
@@ -61,6 +63,7 @@ from rich.table import Table
 
 from qhybrid import scenarios
 from qhybrid.backends import get_backend
+from qhybrid.backends.aer import BRANCHING_MAX_WIDTH
 from qhybrid.cutting.plan import build_plan
 from qhybrid.cutting.policies import get_policy
 from qhybrid.cutting.reconstruct import distribution_from_sampler_pub, reconstruct
@@ -282,14 +285,14 @@ def main() -> int:
     check("exact: ExactSampler flow / qhybrid exact (like for like)", ratio, "{:.1f}x", "(info)", True)
     whole = flows["upstream_median_s"] / flows["qhybrid_whole_run_median_s"]
     check(
-        "exact: ExactSampler flow / qhybrid whole run incl. exact ref, report, PNG",
+        "exact: ExactSampler flow / qhybrid whole run_local incl. exact ref, report, PNG",
         whole,
         "{:.1f}x",
-        "(info)",
-        True,
+        ">= 50x",
+        whole >= 50,
     )
     error = abs(exact["error"])
-    check("exact: |estimate - exact|", error, "{:.2e}", "<= 1e-9", error <= 1e-9)
+    check("exact: |estimate - exact|", error, "{:.2e}", "<= 1e-12", error <= 1e-12)
     upstream_error = abs(plain_exact["estimate"] - exact["exact"])
     check("exact: upstream ExactSampler flow |estimate - exact|", upstream_error, "{:.2e}", "(info)", True)
 
@@ -345,7 +348,7 @@ def main() -> int:
             f"unique of {counts['subexperiments']} subexperiments"
         )
         figures["exact_24"] = summary(wide, wall)
-        check("24q exact: run_local wall", wall, "{:.1f}s", "< 60s", wall < 60)
+        check("24q exact: run_local wall", wall, "{:.1f}s", "<= 3s", wall <= 3)
         error = abs(wide["error"])
         check("24q exact: |estimate - exact|", error, "{:.2e}", "<= 1e-9", error <= 1e-9)
         runs.append(("24q", wide))
@@ -372,9 +375,10 @@ def main() -> int:
 
     console.rule("5. local orchestration overhead, relative to time inside the backends")
     say(
-        "simulation = summed time inside Backend.run (the branching engine up to 11 qubits, "
-        "Aer on the deferred-measurement circuit above); the execute step adds batching, QPY "
-        "shards, result files and progress on top: that is the orchestration overhead."
+        "simulation = summed time inside Backend.run (the branching engine up to "
+        f"{BRANCHING_MAX_WIDTH} qubits, Aer on the deferred-measurement circuit above); the execute "
+        "step adds batching, QPY shards, result files and progress on top: that is the "
+        "orchestration overhead."
     )
     for name, report in runs:
         t = report["timings"]

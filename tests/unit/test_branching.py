@@ -11,6 +11,7 @@ import pytest
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 from qiskit.circuit.library import CCXGate
 
+from qhybrid.backends import branching
 from qhybrid.backends.aer import AerBackend
 from qhybrid.backends.branching import Unsupported, branching_distributions
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
@@ -123,6 +124,21 @@ def test_results_do_not_depend_on_the_batch(aer):
         assert np.array_equal(single.weights, together[i].weights)
         assert np.array_equal(single.outcomes, together[i].outcomes)
     for a, b in zip(together, reversed_order, strict=True):
+        assert np.array_equal(a.weights, b.weights)
+
+
+def test_gates_applied_row_chunk_by_row_chunk_change_no_bit(monkeypatch):
+    # The engine caps the rows one gate application touches (to stay in cache). With the cap
+    # at one row of the default workload's 5-qubit states, every application to a node of
+    # several branches is split row by row (hundreds of them): every result must be bitwise
+    # what the uncapped engine gives.
+    circuits = unique_subexperiments(PROBLEMS["default"])
+    whole = branching_distributions(circuits)
+    assert {c.num_qubits for c in circuits} == {5}
+    monkeypatch.setattr(branching, "_CHUNK_AMPLITUDES", 1 << 5)
+    chunked = branching_distributions(circuits)
+    for a, b in zip(whole, chunked, strict=True):
+        assert np.array_equal(a.outcomes, b.outcomes)
         assert np.array_equal(a.weights, b.weights)
 
 

@@ -30,6 +30,15 @@ def test_same_circuits_and_coefficients_as_upstream(name):
         assert [[(r.name, r.size) for r in c.cregs] for c in ours[str(label)]] == [
             [(r.name, r.size) for r in c.cregs] for c in circuits
         ]
+        # And the same circuits as Qiskit compares them (operations, wires, registers, phase),
+        # with the same name: cutting.assemble builds them without upstream's passes.
+        for mine, upstream in zip(ours[str(label)], circuits, strict=True):
+            assert mine == upstream
+            assert (mine.name, mine.qregs, mine.global_phase) == (
+                upstream.name,
+                upstream.qregs,
+                upstream.global_phase,
+            )
 
 
 def test_each_distinct_subexperiment_is_built_once():

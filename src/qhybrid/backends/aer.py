@@ -21,9 +21,11 @@ from qhybrid.errors import BackendUnavailable
 from qhybrid.provenance import cpu_description, package_versions
 
 # The widest subexperiment the cpu backend gives the branching engine. Measured with
-# benchmarks/bench_branching.py on a 2-core machine, per circuit with nothing shared (the
-# engine's worst case): faster than Aer at every width up to 11 (1.2x at 11), slower from 12.
-BRANCHING_MAX_WIDTH = 11
+# benchmarks/bench_branching.py on a 2-core machine, on one execute batch of a partition
+# (canonical circuits sharing their prefixes, as real runs give it): at least 1.05x faster
+# than Aer at every width up to 13 (1.31x at 13, 0.90x at 14, 0.77x at 15). With nothing
+# shared, its worst case, it is that much faster only up to 12.
+BRANCHING_MAX_WIDTH = 13
 
 
 def _aer_simulator(device: str):

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
-from qiskit.circuit import CircuitInstruction, Instruction
+from qiskit.circuit import CircuitInstruction
 
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
-from qhybrid.cutting.fingerprint import operation_token
+from qhybrid.cutting.fingerprint import instruction_token
 from qhybrid.cutting.outcomes import OutcomeDistribution
 
 SCHEMA = "qhybrid-canonical-v1"
@@ -85,7 +85,9 @@ class _Op:
     token: str
     qubits: tuple[int, ...]
     clbits: tuple[tuple[str, int], ...]  # ("o", i): observable bit i; ("p", j): QPD bit j
-    operation: Instruction
+    # The circuit's instruction (its wires are rewritten when the canonical circuit is built):
+    # reading a standard gate's name and parameters from it builds no Python gate object.
+    source: CircuitInstruction
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ class CanonicalForm:
                     assert qpd is not None
                     clbits.append(qpd[qpd_order.setdefault(index, len(qpd_order))])
             wires = _slot_order(op.name, [self._labels[q] for q in op.qubits])
-            out._append(CircuitInstruction(op.operation, tuple(qubits[w] for w in wires), tuple(clbits)))
+            out._append(op.source.replace(qubits=tuple(qubits[w] for w in wires), clbits=tuple(clbits)))
         return out
 
     def ref(self) -> CanonicalRef:
@@ -191,22 +193,23 @@ def _operations(circuit: QuantumCircuit) -> tuple[list[_Op], int, int]:
     qubit_index = {bit: i for i, bit in enumerate(circuit.qubits)}
     ops = []
     for instruction in circuit.data:
-        operation = instruction.operation
-        if operation.name in _DROPPED:
+        name = instruction.name
+        if name in _DROPPED:
             continue
         try:
-            token = operation_token(operation)
+            token = instruction_token(instruction)
         except ValueError as error:
             raise NotCanonicalisable(str(error)) from None
         qubits = tuple(qubit_index[q] for q in instruction.qubits)
-        ops.append(_Op(operation.name, token, qubits, tuple(roles[c] for c in instruction.clbits), operation))
+        ops.append(_Op(name, token, qubits, tuple(roles[c] for c in instruction.clbits), instruction))
     return ops, sizes["o"], sizes["p"]
 
 
 def _angle(op: _Op) -> float | None:
-    if op.name in _ROTATIONS and len(op.operation.params) == 1:
+    params = op.source.params
+    if op.name in _ROTATIONS and len(params) == 1:
         try:
-            return float(op.operation.params[0])
+            return float(params[0])
         except TypeError:
             return None
     return None
@@ -276,8 +279,8 @@ def _simplify(ops: list[_Op], num_qubits: int) -> list[_Op]:
                 for q in previous.qubits:
                     wires[q].remove(j)
                 continue
-            merged = type(op.operation)(total)
-            out[j] = _Op(op.name, operation_token(merged), previous.qubits, (), merged)
+            merged = CircuitInstruction(type(op.source.operation)(total))
+            out[j] = _Op(op.name, instruction_token(merged), previous.qubits, (), merged)
             continue
         out.append(op)
         for q in op.qubits:
@@ -349,24 +352,30 @@ def _refine(initial: list[str], adjacency: list[list[tuple[int, str]]]) -> list[
     return colour
 
 
+def _successors(ops: list[_Op], predecessors: list[list[int]]) -> list[list[int]]:
+    """Return each op's successors in the ordering DAG (the same for every labelling)."""
+    successors: list[list[int]] = [[] for _ in ops]
+    for j, before in enumerate(predecessors):
+        for i in before:
+            successors[i].append(j)
+    return successors
+
+
 def _serialise(
-    ops: list[_Op], predecessors: list[list[int]], labels: tuple[int, ...]
+    ops: list[_Op], predecessors: list[list[int]], successors: list[list[int]], labels: tuple[int, ...]
 ) -> tuple[str, tuple[int, ...], dict[int, int]]:
     """Write ops in the canonical topological order for a labelling; return text and bit maps."""
 
     def key(j: int) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
         op = ops[j]
+        wires = [labels[q] for q in op.qubits]
         return (
             op.token,
-            tuple(_slot_order(op.name, [labels[q] for q in op.qubits])),
+            tuple(sorted(wires) if op.name in _SYMMETRIC else wires),
             tuple(kind for kind, _ in op.clbits),
         )
 
     waiting = [len(p) for p in predecessors]
-    successors: list[list[int]] = [[] for _ in ops]
-    for j, before in enumerate(predecessors):
-        for i in before:
-            successors[i].append(j)
     ready = [(key(j), j) for j in range(len(ops)) if waiting[j] == 0]
     heapq.heapify(ready)
     observable: dict[int, int] = {}
@@ -411,6 +420,7 @@ def canonical_form(circuit: QuantumCircuit) -> CanonicalForm:
     n = circuit.num_qubits
     ops = _simplify(raw, n)
     predecessors, adjacency, clbit_nodes = _wire_graph(ops, n)
+    successors = _successors(ops, predecessors)
     # What each wire sees, in order (runs of diagonal ops as multisets): label-invariant and
     # cheap. Usually it tells every qubit apart; only ties need colour refinement.
     qubit_colour = _wire_signatures(ops, n)
@@ -429,7 +439,7 @@ def canonical_form(circuit: QuantumCircuit) -> CanonicalForm:
         labelling = [0] * n
         for position, q in enumerate(itertools.chain.from_iterable(arrangement)):
             labelling[q] = position
-        text, order, bits = _serialise(ops, predecessors, tuple(labelling))
+        text, order, bits = _serialise(ops, predecessors, successors, tuple(labelling))
         if best is None or text < best[0]:
             best = (text, order, bits, tuple(labelling))
     assert best is not None
@@ -440,7 +450,7 @@ def canonical_form(circuit: QuantumCircuit) -> CanonicalForm:
     num_qpd = sum(1 for i in bits if i < 0)
     text = f"{SCHEMA};q{n};o{num_observable};p{num_qpd};{body}"
     identity = tuple(range(n))
-    normal_body = body if labels == identity else _serialise(ops, predecessors, identity)[0]
+    normal_body = body if labels == identity else _serialise(ops, predecessors, successors, identity)[0]
     return CanonicalForm(
         text=text,
         key=hashlib.sha256(text.encode()).hexdigest(),

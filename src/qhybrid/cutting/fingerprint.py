@@ -12,7 +12,7 @@ import hashlib
 import struct
 
 import numpy as np
-from qiskit.circuit import Instruction, ParameterExpression, QuantumCircuit
+from qiskit.circuit import CircuitInstruction, Instruction, ParameterExpression, QuantumCircuit
 from qiskit.circuit.library import UnitaryGate
 from qiskit.quantum_info import SparsePauliOp
 
@@ -70,17 +70,27 @@ def operation_token(operation: Instruction) -> str:
     raise ValueError(f"cannot fingerprint operation {operation.name!r}: not standard and has no definition")
 
 
+def instruction_token(instruction: CircuitInstruction) -> str:
+    """Return :func:`operation_token` of an instruction's operation, reading a standard gate in place.
+
+    Qiskit keeps a standard gate as a compact record and builds a new Python gate object
+    each time ``.operation`` is read; its name and parameters say all the token needs.
+    """
+    if instruction.is_standard_gate():
+        return f"{instruction.name}({','.join(_param_token(p) for p in instruction.params)})"
+    return operation_token(instruction.operation)
+
+
 def _body_tokens(circuit: QuantumCircuit) -> list[str]:
     qubit_index = {bit: i for i, bit in enumerate(circuit.qubits)}
     clbit_index = {bit: i for i, bit in enumerate(circuit.clbits)}
     tokens = []
     for instruction in circuit.data:
-        operation = instruction.operation
-        if operation.name == "barrier":
+        if instruction.name == "barrier":
             continue  # barriers change nothing a backend computes
         qubits = ",".join(str(qubit_index[q]) for q in instruction.qubits)
         clbits = ",".join(str(clbit_index[c]) for c in instruction.clbits)
-        tokens.append(f"{operation_token(operation)}[{qubits}][{clbits}];")
+        tokens.append(f"{instruction_token(instruction)}[{qubits}][{clbits}];")
     return tokens
 
 

@@ -26,6 +26,7 @@ from qiskit_addon_cutting.cutting_experiments import (  # upstream's own buildin
 from qiskit_addon_cutting.qpd import decompose_qpd_instructions, generate_qpd_weights
 from qiskit_addon_cutting.utils.observable_grouping import CommutingObservableGroup, ObservableCollection
 
+from qhybrid.cutting.assemble import SubcircuitTemplate
 from qhybrid.cutting.fingerprint import circuit_fingerprint, derive_seed
 from qhybrid.cutting.policies import WidthPolicy
 
@@ -122,8 +123,12 @@ def subexperiment_builder(
 ) -> Callable[[str, CommutingObservableGroup, tuple[int, ...]], QuantumCircuit]:
     """Return ``build(label, group, local_ids)``: the subexperiment at one :func:`walk_qpd` position."""
     gate_ids, _ = _get_mapping_ids_by_partition(dict(subcircuits))
+    templates = {label: SubcircuitTemplate(subcircuits[label], gate_ids[label]) for label in subcircuits}
 
     def build(label: str, group: CommutingObservableGroup, local_ids: tuple[int, ...]) -> QuantumCircuit:
+        template = templates[label]
+        if template.supported:
+            return template.build(group, local_ids)
         return _build_subexperiment(subcircuits[label], group, gate_ids[label], local_ids)
 
     return build

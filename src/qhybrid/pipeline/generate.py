@@ -134,7 +134,7 @@ def generate(
         assert session is not None  # a memo comes only from a cache
         served = serve_cached(run_dir, session)
         return {**run_dir.generated().manifest, "cached_before_execute": served}
-    problem, plan, circuits = _plan_of(spec)
+    problem, plan, circuits = plan_of(spec)
     backends = plan.backend_counts()
     if spec.mode == "exact" and set(backends) - SIMULATOR_BACKENDS:
         raise InputError(
@@ -199,7 +199,7 @@ def generate(
     return manifest
 
 
-def _plan_of(spec: RunSpec) -> tuple[CuttingProblem, CuttingPlan, list[QuantumCircuit]]:
+def plan_of(spec: RunSpec) -> tuple[CuttingProblem, CuttingPlan, list[QuantumCircuit]]:
     """Partition the spec's problem and build its deduplicated plan and unique circuits."""
     problem = problem_of(spec)
     subexperiments, coefficients = generate_subexperiments(problem.subcircuits, problem.subobservables)
@@ -237,7 +237,7 @@ def regenerate_circuits(run_dir: RunDir) -> None:
     ones the plan names; their fingerprints are checked one by one all the same.
     """
     run = run_dir.generated()
-    _, plan, circuits = _plan_of(run.spec)
+    _, plan, circuits = plan_of(run.spec)
     if [u.fingerprint for u in plan.unique] != [u.fingerprint for u in run.plan.unique]:
         raise RunDirError(f"{run_dir.root}: rebuilt subexperiments differ from the plan; generate again")
     run.hold_circuits(circuits)

@@ -1,0 +1,140 @@
+"""Assemble one subexperiment from its subcircuit's instructions, as ``generate_cutting_experiments`` would.
+
+qiskit-addon-cutting builds a subexperiment by copying its subcircuit, decomposing the
+QPD gates in place (``decompose_qpd_instructions``), appending the observable
+measurements, then dropping resets that change nothing. Every pass reads each
+instruction's ``.operation``, and Qiskit builds a fresh Python gate object for a standard
+gate on each such read: on the 24-qubit reference that is over 400,000 gate objects for
+1,250 circuits. Here the subcircuit's own instructions are appended as they are (Qiskit
+keeps standard gates as compact records), each QPD gate is replaced by its map's local
+operations, and the reset passes run on plain indices. The circuit is the same,
+instruction for instruction and register for register; ``tests/unit/test_plan_generation``
+compares every round-trip problem's subexperiments with upstream's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from qiskit import ClassicalRegister, QuantumCircuit
+from qiskit.circuit import CircuitInstruction, Measure, Qubit
+from qiskit.circuit.library import HGate, SXGate
+from qiskit_addon_cutting.qpd import BaseQPDGate, SingleQubitQPDGate
+from qiskit_addon_cutting.utils.observable_grouping import CommutingObservableGroup
+
+from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
+
+
+class SubcircuitTemplate:
+    """One subcircuit read once: its instructions and where its single-qubit QPD gates sit.
+
+    ``supported`` is False when the subcircuit holds a QPD gate this assembler does not
+    place (a two-qubit QPD gate, which partitioned subcircuits do not have): the caller
+    then uses upstream's decomposition.
+    """
+
+    def __init__(self, subcircuit: QuantumCircuit, gate_ids: Sequence[Sequence[int]]) -> None:
+        """Read ``subcircuit`` once; ``gate_ids`` are upstream's positions of its QPD gates."""
+        self.subcircuit = subcircuit
+        self.instructions = list(subcircuit.data)
+        self.qubit_index = {bit: i for i, bit in enumerate(subcircuit.qubits)}
+        self.cut_at: dict[int, int] = {}  # data position -> which of the subcircuit's QPD gates
+        for number, ids in enumerate(gate_ids):
+            if len(ids) == 1:
+                self.cut_at[ids[0]] = number
+        self.gates: dict[int, SingleQubitQPDGate] = {}
+        qpd_positions = []
+        for position, instruction in enumerate(self.instructions):
+            if instruction.is_standard_gate():
+                continue
+            operation = instruction.operation
+            if isinstance(operation, BaseQPDGate):
+                qpd_positions.append(position)
+                if isinstance(operation, SingleQubitQPDGate):
+                    self.gates[position] = operation
+        self.supported = set(qpd_positions) == set(self.cut_at) == set(self.gates)
+
+    def build(self, group: CommutingObservableGroup, map_ids: Sequence[int]) -> QuantumCircuit:
+        """Return the subexperiment for one observable group and one local map per QPD gate."""
+        circuit = self.subcircuit.copy_empty_like()
+        observable_qubits = group.pauli_indices or [0]  # upstream measures one qubit at least
+        observable = ClassicalRegister(len(observable_qubits), name=OBSERVABLE_REGISTER)
+        circuit.add_register(observable)
+        body: list[tuple[CircuitInstruction | None, str, tuple[Qubit, ...]]] = []
+        measured: list[Qubit] = []  # the qubit of each QPD measurement, in order
+        for position, instruction in enumerate(self.instructions):
+            gate = self.gates.get(position)
+            if gate is None:
+                body.append((instruction, instruction.name, instruction.qubits))
+                continue
+            (qubit,) = instruction.qubits
+            for operation in gate.basis.maps[map_ids[self.cut_at[position]]][gate.qubit_id]:
+                if operation.name.lower() == "qpd_measure":
+                    measured.append(qubit)
+                    body.append((None, "measure", (qubit,)))
+                else:
+                    body.append((CircuitInstruction(operation, (qubit,)), operation.name, (qubit,)))
+        qpd = ClassicalRegister(max(1, len(measured)), name=QPD_REGISTER)
+        circuit.add_register(qpd)
+        qubits = circuit.qubits
+        x, z = group.general_observable.x, group.general_observable.z
+        tail: list[CircuitInstruction] = []
+        for clbit, q in enumerate(observable_qubits):
+            if x[q]:
+                tail.append(CircuitInstruction(SXGate() if z[q] else HGate(), (qubits[q],)))
+            tail.append(CircuitInstruction(Measure(), (qubits[q],), (observable[clbit],)))
+        kept = _without_idle_resets([(name, wires) for _, name, wires in body], self.qubit_index, tail)
+        measure_number = 0
+        for keep, (instruction, name, wires) in zip(kept, body, strict=True):
+            if name == "measure" and instruction is None:
+                if keep:
+                    circuit._append(CircuitInstruction(Measure(), wires, (qpd[measure_number],)))
+                measure_number += 1
+            elif keep:
+                assert instruction is not None
+                circuit._append(instruction)
+        for instruction in tail:
+            circuit._append(instruction)
+        return circuit
+
+
+def _without_idle_resets(
+    body: list[tuple[str, tuple[Qubit, ...]]], index: dict[Qubit, int], tail: list[CircuitInstruction]
+) -> list[bool]:
+    """Return which body instructions to keep after upstream's three reset passes, in its order.
+
+    Upstream drops (1) resets before anything else acts on their qubit, (2) resets after
+    everything else on their qubit (the observable measurements that follow count), and
+    (3) a reset right after a reset on its qubit. Only resets are ever dropped.
+    """
+    wires = [tuple(index[q] for q in qubits) for _, qubits in body]
+    keep = [True] * len(body)
+    active: set[int] = set()
+    for i, (name, _) in enumerate(body):
+        if name == "reset":
+            if wires[i][0] not in active:
+                keep[i] = False
+        else:
+            active.update(wires[i])
+    ended = set(range(len(index))) - {index[q] for inst in tail for q in inst.qubits}
+    for i in range(len(body) - 1, -1, -1):
+        if not keep[i]:
+            continue
+        if body[i][0] == "reset":
+            if wires[i][0] in ended:
+                keep[i] = False
+        else:
+            ended.difference_update(wires[i])
+    previous_reset = [False] * len(index)
+    for i, (name, _) in enumerate(body):
+        if not keep[i]:
+            continue
+        if name == "reset":
+            if previous_reset[wires[i][0]]:
+                keep[i] = False
+            else:
+                previous_reset[wires[i][0]] = True
+        else:
+            for q in wires[i]:
+                previous_reset[q] = False
+    return keep
