@@ -29,11 +29,11 @@ Target lines end with PASS or MISS; the rest are information. The exact-mode tar
 issue 16's: the whole ``run_local`` at least 50x faster than upstream's ExactSampler flow
 with error at most 1e-12, and 24 qubits / 4 cuts in at most 3 s.
 
-Figures of one run on a 2-core machine (the README quotes the same run): exact 10.9x like
-for like (upstream ExactSampler flow 4.33 s, qhybrid 0.396 s; 7.0x against qhybrid's whole
-run_local, MISS), sampled 86.2x like for like (SamplerV2 flow 33.7 s, qhybrid 0.391 s),
-reconstruction on identical counts 341x with a max difference of 0.0, 24 qubits / 4 cuts
-exact 7.9 s with error 8.3e-14 (MISS against 3 s). Each timed qhybrid run computes its
+Figures of one run on a 2-core machine (the README quotes the same run): exact 11.4x like
+for like (upstream ExactSampler flow 4.52 s, qhybrid 0.397 s; 7.2x against qhybrid's whole
+run_local, MISS), sampled 95.2x like for like (SamplerV2 flow 37.2 s, qhybrid 0.391 s),
+reconstruction on identical counts 333x with a max difference of 0.0, 24 qubits / 4 cuts
+exact 8.1 s with error 8.3e-14 (MISS against 3 s). Each timed qhybrid run computes its
 subexperiments' canonical forms afresh.
 
 Usage:

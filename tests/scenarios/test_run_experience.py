@@ -179,11 +179,32 @@ def test_status_runs_list_no_shards_and_labels(tmp_path):
         "steps           generate done, execute pending, reconstruct pending, report pending" in status.stdout
     )
     assert "pending ranges  [16, " in status.stdout
-    resumed = run_local(spec, run_dir, progress=False)  # rebuilds the circuits it did not keep
+    # This process still holds generate's circuits; another one rebuilds them from the spec
+    # (the killed-and-resumed reproducibility variant does that).
+    resumed = run_local(spec, run_dir, progress=False)
     assert resumed["estimate"] == report["estimate"]
     listing = run_cli("runs", "list", "--root", str(tmp_path / "runs"))
     row = listing.stdout.splitlines()[1]
     assert "nightly" in row and "cutting 6q" in row and f"{report['estimate']:+.10f}" in row
+
+
+def test_shards_are_written_only_for_processes_that_read_them(tmp_path):
+    spec = RunSpec(scenario="cutting", qubits=4)
+    in_process = run_local(spec, tmp_path / "in-process", progress=False)  # --workers 1, the default
+    assert not (tmp_path / "in-process" / "subexperiments").exists()
+    asked = run_local(spec, tmp_path / "asked", keep_shards=True, progress=False)  # --shards
+    shards = sorted((tmp_path / "asked" / "subexperiments").glob("shard-*.qpy"))
+    assert shards
+    manifest = json.loads((tmp_path / "asked" / "manifest.json").read_text())
+    assert manifest["shards_written"] is True and len(manifest["shard_sha256"]) == len(shards)
+    assert asked["estimate"] == in_process["estimate"]
+    shardless = subprocess.run(  # the CLI's default is the same as run_local's
+        [sys.executable, "-m", "qhybrid", "run", "cutting", "--qubits", "4", "--quiet", "--no-cache",
+         "--out", str(tmp_path / "cli")],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert shardless.returncode == 0, shardless.stderr
+    assert not (tmp_path / "cli" / "subexperiments").exists()
 
 
 def test_every_report_follows_its_schema_and_the_schema_file_is_current(tmp_path):

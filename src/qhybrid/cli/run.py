@@ -51,8 +51,13 @@ def run_cutting(
     ] = DEFAULT_MAX_SUBEXPERIMENTS,
     dry_run: Annotated[bool, typer.Option(help="Print the plan and its cost; run nothing.")] = False,
     shards: Annotated[
-        bool, typer.Option(help="Write each subexperiment as QPY (--no-shards: in-process runs only).")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--shards/--no-shards",
+            help="Write each subexperiment as QPY (default: only with --workers > 1, whose "
+            "processes read them).",
+        ),
+    ] = None,
     strict: Annotated[
         bool, typer.Option(help=f"Exit {EXIT_FAILED_OVER} when any subexperiment failed over.")
     ] = False,

@@ -154,7 +154,8 @@ def preview_text(facts: dict[str, Any]) -> str:
         "(equal circuits from different cut operations merge further)",
         f"sampling        overhead {facts['sampling_overhead']:.4g} (shots multiplier vs. an uncut run)",
         f"estimate        memory {_size(estimate['memory_bytes'])}, disk {_size(estimate['disk_bytes'])} "
-        f"({_size(estimate['disk_bytes_without_shards'])} with --no-shards), time {estimate['seconds']:.0f} s"
+        f"({_size(estimate['disk_bytes_without_shards'])} without QPY shards, as --workers 1 runs), "
+        f"time {estimate['seconds']:.0f} s"
         + (f" + {estimate['seconds_not_estimated']}" if estimate["seconds_not_estimated"] else ""),
         f"calibration     {estimate['calibration']['sample']} subexperiments built and run here, "
         f"mode {facts['mode']}, policy {facts['policy']}",

@@ -231,6 +231,10 @@ class GeneratedRun:
         for start in range(0, len(circuits), SHARD_SIZE):
             self.shards[start // SHARD_SIZE] = list(circuits[start : start + SHARD_SIZE])
 
+    def holds_all_circuits(self) -> bool:
+        """Whether this process holds every unique subexperiment's circuit (generate just built them)."""
+        return all(shard in self.shards for shard in range(-(-len(self.plan.unique) // SHARD_SIZE)))
+
     def circuits_for(self, ids: Sequence[int]) -> list[QuantumCircuit]:
         """Return the circuits of unique subexperiments ``ids``, reading (and checking) their shards."""
         out = []

@@ -42,7 +42,7 @@ def run_local(
     console: Console | None = None,
     gateway: GatewaySettings | None = None,
     progress: bool = True,
-    keep_shards: bool = True,
+    keep_shards: bool | None = None,
     label: str | None = None,
     cache: CacheSettings = OFF,
     prices: PriceTable | None = None,
@@ -50,8 +50,10 @@ def run_local(
     """Run every step for ``spec`` in ``out``, resuming whatever is already done there.
 
     ``gateway`` says where the qpu backend finds the QPU gateway (policies that use it)
-    and what may fail over. ``progress`` draws bars on a terminal. ``keep_shards=False``
-    writes no QPY shards (one in-process worker only; a resume rebuilds the circuits).
+    and what may fail over. ``progress`` draws bars on a terminal. ``keep_shards`` says
+    whether generate writes QPY shards; by default only when worker processes will read
+    them (``workers > 1``): an in-process run holds its circuits, and a resume rebuilds
+    them from the spec, checking each against the plan. ``True`` keeps them anyway.
     A finished run is not run again: its report, with the original timings, is returned.
     ``cache`` is the result cache simulators read and write (off by default here; the CLI
     turns it on). ``prices`` is the table the report prices the run's usage with (the CLI
@@ -61,6 +63,8 @@ def run_local(
         raise InputError("--workers", f"must be at least 1, got {workers}")
     if batch_size < 1:
         raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
+    if keep_shards is None:
+        keep_shards = workers > 1
     if not keep_shards and workers > 1:
         raise InputError("--no-shards", "worker processes read the circuits from the shards; use --workers 1")
     console = console or Console(stderr=True)
@@ -91,7 +95,9 @@ def run_local(
     pending_backends = {backends[uid] for start, stop in todo for uid in range(start, stop)}
     # A resumed run checks its backends again: a token may have expired meanwhile.
     check_backends(sorted(pending_backends), gateway)
-    if todo and not manifest.get("shards_written", True) and "canonical" not in manifest:
+    shardless = not manifest.get("shards_written", True)
+    if todo and shardless and "canonical" not in manifest and not run_dir.generated().holds_all_circuits():
+        # A resumed shard-less run rebuilds its circuits (generate, in this process, kept them).
         # With canonical forms in the plan, execute rebuilds circuits only if one must be computed.
         regenerate_circuits(run_dir)
     execute_started = time.perf_counter()
