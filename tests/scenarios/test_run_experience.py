@@ -205,6 +205,16 @@ def test_shards_are_written_only_for_processes_that_read_them(tmp_path):
     )  # fmt: skip
     assert shardless.returncode == 0, shardless.stderr
     assert not (tmp_path / "cli" / "subexperiments").exists()
+    # Resumed with worker processes, which read shards: the runner writes them once, first.
+    for result in (tmp_path / "in-process" / "results").iterdir():
+        result.unlink()
+    for name in ("report.json", "reconstruction.json"):
+        (tmp_path / "in-process" / name).unlink()
+    resumed = run_local(spec, tmp_path / "in-process", workers=2, batch_size=4, progress=False)
+    assert resumed["estimate"] == in_process["estimate"]
+    manifest = json.loads((tmp_path / "in-process" / "manifest.json").read_text())
+    assert manifest["shards_written"] is True
+    assert len(manifest["shard_sha256"]) == len(list((tmp_path / "in-process" / "subexperiments").iterdir()))
 
 
 def test_every_report_follows_its_schema_and_the_schema_file_is_current(tmp_path):

@@ -230,6 +230,22 @@ def original_qubits(spec: RunSpec, plan: CuttingPlan) -> list[str]:
     return places
 
 
+def write_missing_shards(run_dir: RunDir) -> None:
+    """Give a run generated without QPY shards its shards, for worker processes to read.
+
+    Its circuits are rebuilt from the spec (and checked against the plan) unless this
+    process holds them; the shards are written first, then the manifest that names their
+    SHA-256s, each atomically, so a kill in between leaves a run that still resumes.
+    """
+    run = run_dir.generated()
+    if not run.holds_all_circuits():
+        regenerate_circuits(run_dir)
+    circuits = run.circuits_for(range(len(run.plan.unique)))
+    hashes = write_shards(run_dir, circuits)
+    atomic.write_json(run_dir.manifest_file, {**run.manifest, "shards_written": True, "shard_sha256": hashes})
+    run_dir.generated().hold_circuits(circuits)
+
+
 def regenerate_circuits(run_dir: RunDir) -> None:
     """Rebuild the unique circuits of a run generated without shards, checking them against its plan.
 

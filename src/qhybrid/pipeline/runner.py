@@ -20,7 +20,7 @@ from qhybrid.cache.session import OFF, CacheSettings
 from qhybrid.cost import PriceTable
 from qhybrid.errors import InputError, QhybridError, RunFailed
 from qhybrid.pipeline.execute import execute
-from qhybrid.pipeline.generate import claim_run_dir, generate, regenerate_circuits
+from qhybrid.pipeline.generate import claim_run_dir, generate, regenerate_circuits, write_missing_shards
 from qhybrid.pipeline.progress import ExecuteProgress
 from qhybrid.pipeline.reconstruct import reconstruct_run
 from qhybrid.pipeline.report import build_report
@@ -96,7 +96,11 @@ def run_local(
     # A resumed run checks its backends again: a token may have expired meanwhile.
     check_backends(sorted(pending_backends), gateway)
     shardless = not manifest.get("shards_written", True)
-    if todo and shardless and "canonical" not in manifest and not run_dir.generated().holds_all_circuits():
+    if todo and shardless and keep_shards:
+        # A shard-less run resumed with worker processes (or --shards): they read shards, so
+        # write them once here rather than have every worker rebuild the circuits.
+        write_missing_shards(run_dir)
+    elif todo and shardless and "canonical" not in manifest and not run_dir.generated().holds_all_circuits():
         # A resumed shard-less run rebuilds its circuits (generate, in this process, kept them).
         # With canonical forms in the plan, execute rebuilds circuits only if one must be computed.
         regenerate_circuits(run_dir)
