@@ -84,11 +84,7 @@ def partition_batch(width: int, count: int) -> list[QuantumCircuit]:
 def max_difference(aer: AerBackend, circuits: list[QuantumCircuit]) -> float:
     worst = 0.0
     for a, b in zip(aer.exact_distributions(circuits), branching_distributions(circuits), strict=True):
-        dense_a = np.zeros(2 << a.num_observable_bits)
-        dense_a[a.outcomes.astype(np.intp)] = a.weights
-        dense_b = np.zeros(2 << b.num_observable_bits)
-        dense_b[b.outcomes.astype(np.intp)] = b.weights
-        worst = max(worst, float(np.abs(dense_a - dense_b).max()))
+        worst = max(worst, float(np.abs(a.to_dense() - b.to_dense()).max()))
     return worst
 
 

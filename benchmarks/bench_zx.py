@@ -88,9 +88,7 @@ def zx_key(circuit: QuantumCircuit) -> str:
 def dense_canonical(circuit: QuantumCircuit, backend: AerBackend) -> np.ndarray:
     form = canonical_form(circuit)
     (distribution,) = backend.exact_distributions([form.circuit()])
-    out = np.zeros(2 << distribution.num_observable_bits)
-    out[distribution.outcomes.astype(np.intp)] = distribution.weights
-    return out
+    return distribution.to_dense()
 
 
 def main() -> None:

@@ -50,9 +50,7 @@ COUNTED = {"circuits": 0}
 
 
 def dense(distribution) -> np.ndarray:
-    out = np.zeros(2 << distribution.num_observable_bits)
-    out[distribution.outcomes.astype(np.intp)] = distribution.weights
-    return out
+    return distribution.to_dense()
 
 
 @st.composite

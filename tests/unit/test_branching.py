@@ -29,9 +29,7 @@ def aer():
 
 
 def dense(distribution) -> np.ndarray:
-    out = np.zeros(2 << distribution.num_observable_bits)
-    out[distribution.outcomes.astype(np.intp)] = distribution.weights
-    return out
+    return distribution.to_dense()
 
 
 def assert_agree(aer, circuits):

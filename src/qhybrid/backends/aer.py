@@ -186,9 +186,7 @@ def draw_shots(exact: OutcomeDistribution, shots: int, seed: int) -> OutcomeDist
     does for a noiseless circuit; a seed per subexperiment (not Aer's seed-plus-position)
     keeps results independent of batching.
     """
-    size = 2 << exact.num_observable_bits
-    probabilities = np.zeros(size, dtype=np.float64)
-    probabilities[exact.outcomes.astype(np.intp)] = exact.weights
+    probabilities = exact.to_dense()
     np.clip(probabilities, 0.0, None, out=probabilities)
     probabilities /= probabilities.sum()
     rng = np.random.Generator(np.random.PCG64(seed))

@@ -368,10 +368,9 @@ def _serialise(
 
     def key(j: int) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
         op = ops[j]
-        wires = [labels[q] for q in op.qubits]
         return (
             op.token,
-            tuple(sorted(wires) if op.name in _SYMMETRIC else wires),
+            tuple(_slot_order(op.name, [labels[q] for q in op.qubits])),
             tuple(kind for kind, _ in op.clbits),
         )
 

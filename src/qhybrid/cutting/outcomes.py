@@ -27,3 +27,9 @@ class OutcomeDistribution:
         """Keep the nonzero entries of a dense vector indexed by outcome."""
         nonzero = np.flatnonzero(dense)
         return cls(nonzero.astype(np.uint64), dense[nonzero].astype(np.float64), num_observable_bits, shots)
+
+    def to_dense(self) -> np.ndarray:
+        """Return the dense vector indexed by outcome (2 << num_observable_bits long): from_dense inverted."""
+        dense = np.zeros(2 << self.num_observable_bits)
+        dense[self.outcomes.astype(np.intp)] = self.weights
+        return dense

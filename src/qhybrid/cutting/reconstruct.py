@@ -59,8 +59,7 @@ def _exact_term_values(distribution: OutcomeDistribution, masks: np.ndarray) -> 
     O(n 2**n) per subexperiment instead of O(outcomes x terms).
     """
     n_obs = distribution.num_observable_bits
-    dense = np.zeros(2 << n_obs)
-    dense[distribution.outcomes.astype(np.intp)] = distribution.weights
+    dense = distribution.to_dense()
     signed = dense[: 1 << n_obs] - dense[1 << n_obs :]
     return walsh_hadamard(signed)[masks.astype(np.intp)]
 
