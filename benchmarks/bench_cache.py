@@ -2,10 +2,11 @@
 
 Everything runs in one process and every ratio is against a baseline measured in that
 process; nothing asserts on time. Like for like: each timed run is a whole ``run_local``
-(generate, execute, reconstruct with the exact reference, report with terms.png), and
-before every run the process's cache sessions and kept canonical forms are reset, so nothing held
-in memory by an earlier run counts: a warm run reads the store, as a new process would. One untimed
-warm-up run (no cache) comes first, so imports and simulator set-up are in no timer.
+(generate, execute, reconstruct with the exact reference, report; no terms.png, which a run
+draws only when asked), and before every run the process's cache sessions and kept canonical
+forms are reset, so nothing held in memory by an earlier run counts: a warm run reads the
+store, as a new process would. One untimed warm-up run (no cache) comes first, so imports
+and simulator set-up are in no timer.
 
 Cases (issue 14, acceptance 2):
 

@@ -111,7 +111,7 @@ def test_rerun_into_the_same_directory_is_idempotent(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (out / "results").iterdir()} == stamps
 
 
-def test_report_carries_provenance_and_a_plot(tmp_path):
+def test_report_carries_provenance_and_a_plot_when_asked(tmp_path):
     out = tmp_path / "run"
     result = run_cli(
         "run", "cutting", "--mode", "sampled", "--shots", "512", "--seed", "9", "--out", str(out), check=True
@@ -132,8 +132,18 @@ def test_report_carries_provenance_and_a_plot(tmp_path):
     assert provenance["backends"]["cpu"]["simulator"] == "qiskit-aer AerSimulator"
     assert {"generate", "simulation", "reconstruct", "execute_wall", "total_wall"} <= set(report["timings"])
     assert report["counts"]["duplicates"] == 182
-    assert (out / "terms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "250 unique" in (out / "summary.txt").read_text()
+    # A run draws terms.png only when asked: later with `runs plot`, or with --plot
+    assert not (out / "terms.png").exists()
+    plotted = run_cli("runs", "plot", str(out), check=True)
+    assert plotted.stdout.strip() == str(out / "terms.png")
+    png = (out / "terms.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    (out / "terms.png").unlink()
+    run_cli("run", "cutting", "--resume", str(out), "--plot", check=True)  # a finished run: drawn only
+    assert (out / "terms.png").read_bytes() == png  # a pure function of the report's numbers
+    missing = run_cli("runs", "plot", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "no report.json" in missing.stderr
 
 
 def test_steps_run_separately_match_the_runner(tmp_path):

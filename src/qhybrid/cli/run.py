@@ -58,6 +58,13 @@ def run_cutting(
             "processes read them).",
         ),
     ] = None,
+    plot: Annotated[
+        bool,
+        typer.Option(
+            "--plot/--no-plot",
+            help="Draw terms.png in the run directory too (later: qhybrid runs plot DIR).",
+        ),
+    ] = False,
     strict: Annotated[
         bool, typer.Option(help=f"Exit {EXIT_FAILED_OVER} when any subexperiment failed over.")
     ] = False,
@@ -126,6 +133,7 @@ def run_cutting(
             label=label,
             cache=cache,
             prices=price_table,
+            plot=plot,
         )
         tracked = track_finished_run(track, report, out) if track is not None else None
     if json_output:

@@ -53,6 +53,17 @@ def _cell(row: dict[str, Any], key: str) -> str:
     return str(value)
 
 
+@runs_app.command("plot")
+def runs_plot(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")]) -> None:
+    """Draw a finished run's terms.png: each term's contribution and its residual against the exact value."""
+    from qhybrid.pipeline.rundir import RunDir
+    from qhybrid.pipeline.terms_plot import write_terms_plot
+
+    with user_errors():
+        written = write_terms_plot(RunDir(run_dir))
+    typer.echo(str(written))
+
+
 @runs_app.command("track")
 def runs_track(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],

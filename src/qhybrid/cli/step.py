@@ -44,11 +44,12 @@ def step_generate(
 ) -> None:
     """Partition the problem and write its unique subexperiments (QPY) and manifest."""
     from qhybrid.cost import prices_from_text
+    from qhybrid.pipeline.gc_pacing import fewer_collections
     from qhybrid.pipeline.generate import generate
     from qhybrid.pipeline.rundir import RunDir
     from qhybrid.spec import spec_from_flags
 
-    with user_errors():
+    with user_errors(), fewer_collections():
         spec = spec_from_flags(problem)
         manifest = generate(
             RunDir(out), spec, check_backends=check_backends, gateway=gateway, cache=cache,
@@ -78,9 +79,10 @@ def step_execute(
 ) -> None:
     """Execute unique subexperiments [start, stop) and write their results."""
     from qhybrid.pipeline.execute import execute
+    from qhybrid.pipeline.gc_pacing import fewer_collections
     from qhybrid.pipeline.rundir import RunDir
 
-    with user_errors():
+    with user_errors(), fewer_collections():
         directory = RunDir(run_dir)
         end = stop if stop is not None else directory.generated().manifest["counts"]["unique"]
         reply = execute(directory, start, end, backend, gateway=gateway, cache=cache)
@@ -132,11 +134,24 @@ def step_reconstruct(run_dir: Annotated[Path, typer.Option(help="Run directory."
 
 
 @step_app.command("report")
-def step_report(run_dir: Annotated[Path, typer.Option(help="Run directory.")]) -> None:
-    """Write report.json, summary.txt and terms.png."""
+def step_report(
+    run_dir: Annotated[Path, typer.Option(help="Run directory.")],
+    plot: Annotated[
+        bool,
+        typer.Option(
+            "--plot/--no-plot",
+            help="Draw terms.png too (a workflow's report pod does: its cost is small beside the pod's).",
+        ),
+    ] = True,
+) -> None:
+    """Write report.json and summary.txt, and terms.png unless --no-plot."""
     from qhybrid.pipeline.report import build_report
     from qhybrid.pipeline.rundir import RunDir
+    from qhybrid.pipeline.terms_plot import write_terms_plot
 
     with user_errors():
-        report = build_report(RunDir(run_dir))
+        directory = RunDir(run_dir)
+        report = build_report(directory)
+        if plot:
+            write_terms_plot(directory)
     print_report(report)

@@ -85,7 +85,7 @@ def execute(
     counts_before = session.counts.copy()
 
     def load(uids: list[int]) -> list[QuantumCircuit]:
-        if uids and not run.manifest.get("shards_written", True) and not run.shards:
+        if uids and not run.manifest.get("shards_written", True) and not run.holds_all_circuits():
             # Generated without shards (--no-shards, or every result was cached when it was
             # planned): what must be computed now is rebuilt, deterministically, and checked.
             regenerate_circuits(run_dir)

@@ -13,7 +13,7 @@ exists is complete)::
     results/range-A-B-X.npz     the same, for only those of [A, B) planned on backend X (a branch's batch)
     reconstruction.json         estimate, standard error, per-term values
     exact.json                  the exact reference value and terms (when the circuit is narrow enough)
-    report.json, summary.txt, terms.png
+    report.json, summary.txt    the report; terms.png beside them when drawn (--plot, runs plot)
 """
 
 from __future__ import annotations

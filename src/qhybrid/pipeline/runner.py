@@ -20,11 +20,13 @@ from qhybrid.cache.session import OFF, CacheSettings
 from qhybrid.cost import PriceTable
 from qhybrid.errors import InputError, QhybridError, RunFailed
 from qhybrid.pipeline.execute import execute
+from qhybrid.pipeline.gc_pacing import fewer_collections
 from qhybrid.pipeline.generate import claim_run_dir, generate, regenerate_circuits, write_missing_shards
 from qhybrid.pipeline.progress import ExecuteProgress
 from qhybrid.pipeline.reconstruct import reconstruct_run
 from qhybrid.pipeline.report import build_report
 from qhybrid.pipeline.rundir import RunDir, pending_ranges
+from qhybrid.pipeline.terms_plot import write_terms_plot
 from qhybrid.spec import RunSpec
 
 # Unique subexperiments per execute task: big enough that a task's overhead is small,
@@ -46,6 +48,7 @@ def run_local(
     label: str | None = None,
     cache: CacheSettings = OFF,
     prices: PriceTable | None = None,
+    plot: bool = False,
 ) -> dict[str, Any]:
     """Run every step for ``spec`` in ``out``, resuming whatever is already done there.
 
@@ -57,7 +60,8 @@ def run_local(
     A finished run is not run again: its report, with the original timings, is returned.
     ``cache`` is the result cache simulators read and write (off by default here; the CLI
     turns it on). ``prices`` is the table the report prices the run's usage with (the CLI
-    passes a stack's; without one the report says so).
+    passes a stack's; without one the report says so). ``plot`` draws terms.png too (also
+    for a run that had finished without it).
     """
     if workers < 1:
         raise InputError("--workers", f"must be at least 1, got {workers}")
@@ -72,7 +76,43 @@ def run_local(
     if run_dir.report_file.is_file():
         claim_run_dir(run_dir, spec)  # it must be this run
         atomic.remove_stale_temporaries(run_dir.root)  # what a killed writer left, as on any resume
+        if plot and not run_dir.terms_plot_file.is_file():
+            write_terms_plot(run_dir, cache)
         return dict(atomic.read_json(run_dir.report_file))
+    with fewer_collections():
+        report = _run_steps(
+            spec,
+            run_dir,
+            workers=workers,
+            batch_size=batch_size,
+            console=console,
+            gateway=gateway,
+            progress=progress,
+            keep_shards=keep_shards,
+            label=label,
+            cache=cache,
+            prices=prices,
+        )
+    if plot:
+        write_terms_plot(run_dir, cache)
+    return report
+
+
+def _run_steps(
+    spec: RunSpec,
+    run_dir: RunDir,
+    *,
+    workers: int,
+    batch_size: int,
+    console: Console,
+    gateway: GatewaySettings | None,
+    progress: bool,
+    keep_shards: bool,
+    label: str | None,
+    cache: CacheSettings,
+    prices: PriceTable | None,
+) -> dict[str, Any]:
+    """Generate (or resume), execute, reconstruct and report: run_local's work once its inputs are checked."""
     wall_started = time.perf_counter()
     with console.status("generating subexperiments") if progress else nullcontext():
         manifest = generate(
@@ -122,7 +162,6 @@ def run_local(
             "execute_wall": execute_seconds,
             "total_wall": time.perf_counter() - wall_started,
         },
-        cache=cache,
     )
 
 

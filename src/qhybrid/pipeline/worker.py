@@ -21,6 +21,7 @@ from qhybrid.backends import GatewaySettings
 from qhybrid.cache.session import CacheSettings
 from qhybrid.errors import QhybridError, RunFailed
 from qhybrid.pipeline.execute import execute
+from qhybrid.pipeline.gc_pacing import fewer_collections
 from qhybrid.pipeline.rundir import RunDir
 
 
@@ -53,4 +54,5 @@ def serve(run_dir: RunDir) -> None:
 
 
 if __name__ == "__main__":
-    serve(RunDir(Path(sys.argv[1])))
+    with fewer_collections():
+        serve(RunDir(Path(sys.argv[1])))

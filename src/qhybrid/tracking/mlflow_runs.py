@@ -8,7 +8,8 @@ the report is written. The MLflow run gets
 - **metrics**: estimate, standard error, error against the exact value, every timing
   (``time.<step>``), the counts, cache hits, failovers and the cost estimate;
 - **tags**: the provenance (spec hash, fingerprints, backends, versions, machine);
-- **artifacts**: ``report.json``, ``terms.png`` and ``problem/circuit.qasm``.
+- **artifacts**: ``report.json``, ``terms.png`` (drawn now if the run did not draw it) and
+  ``problem/circuit.qasm``.
 
 A variational loop is one MLflow run with one step per evaluation
 (:class:`VariationalTracker`). Tracking is idempotent: a run directory tracked before
@@ -31,6 +32,7 @@ import httpx
 
 from qhybrid.errors import InputError, QhybridError
 from qhybrid.pipeline.rundir import RunDir
+from qhybrid.pipeline.terms_plot import write_terms_plot
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 DEFAULT_EXPERIMENT = "qhybrid"
@@ -198,8 +200,9 @@ def track_run(
         _log(client, run_id, metrics_of(report), params_of(report))
         files = RunDir(run_dir)
         client.log_artifact(run_id, str(files.report_file))
-        if files.terms_plot_file.is_file():
-            client.log_artifact(run_id, str(files.terms_plot_file))
+        if not files.terms_plot_file.is_file():  # a run draws it only when asked; MLflow shows it
+            write_terms_plot(files)
+        client.log_artifact(run_id, str(files.terms_plot_file))
         client.log_artifact(run_id, str(files.circuit_file), artifact_path="problem")
         with _quiet_stdout():
             client.set_terminated(run_id, "FINISHED")
