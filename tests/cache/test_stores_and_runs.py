@@ -164,6 +164,7 @@ def test_the_cache_commands_report_verify_and_clear(tmp_path, redis_server):
             str(tmp_path / f"run{number}"),
             "--cache",
             location,
+            "--plot",  # a drawn terms.png is kept in the cache too
             check=True,
         )
         stats = json.loads(run_cli("cache", "stats", "--cache", location, "--json", check=True).stdout)
