@@ -36,7 +36,7 @@ from qhybrid.cache import session as cache_session
 from qhybrid.cache.canonical import canonical_form
 from qhybrid.cache.session import CacheSession, CacheSettings
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
-from qhybrid.cutting.fingerprint import circuit_fingerprint
+from qhybrid.cutting.fingerprint import circuit_fingerprint, known_instruction_tokens
 from qhybrid.pipeline import simulate as simulate_module
 from qhybrid.pipeline.simulate import simulate
 
@@ -205,6 +205,11 @@ def test_every_hit_equals_recomputation_and_no_two_circuits_share_an_entry(store
     COUNTED["circuits"] += 1 + len(variants)
     keys = {canonical_form(c).key for c in [base, *variants]}
     assert len(keys) == 1, "a renamed, reordered, padded or relabelled variant got another canonical form"
+    # The tokens a fingerprint computed give the same form as tokens computed afresh.
+    for circuit in [base, *variants]:
+        known = known_instruction_tokens(circuit_fingerprint(circuit))
+        assert known is not None
+        assert canonical_form(circuit, known) == canonical_form(circuit)
 
     # Warm: the base computes and writes; each variant is then a hit (from memory or the store).
     cache_session.reset_sessions()
@@ -229,6 +234,15 @@ def test_every_hit_equals_recomputation_and_no_two_circuits_share_an_entry(store
     if key in SEEN:
         np.testing.assert_allclose(in_canonical_bits, SEEN[key], atol=1e-12, rtol=0)
     SEEN[key] = in_canonical_bits
+
+
+def test_tokens_of_another_length_are_refused():
+    circuit = build(2, 1, 0, [("g", HGate, (), (0,), ()), ("measure", None, (), (1,), (("o", 0),))])
+    known = known_instruction_tokens(circuit_fingerprint(circuit))
+    assert known is not None and len(known) == 2
+    for wrong in (known[:1], (*known, known[0])):
+        with pytest.raises(ValueError, match="tokens for a"):
+            canonical_form(circuit, wrong)
 
 
 def test_the_property_test_saw_two_thousand_circuits():

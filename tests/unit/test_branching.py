@@ -14,6 +14,7 @@ from qiskit.circuit.library import CCXGate
 from qhybrid.backends import branching
 from qhybrid.backends.aer import AerBackend
 from qhybrid.backends.branching import Unsupported, branching_distributions
+from qhybrid.cache.canonical import canonical_form
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
 from qhybrid.cutting.plan import generate_subexperiments
 from qhybrid.spec import RunSpec, problem_of
@@ -122,6 +123,21 @@ def test_results_do_not_depend_on_the_batch(aer):
         assert np.array_equal(single.weights, together[i].weights)
         assert np.array_equal(single.outcomes, together[i].outcomes)
     for a, b in zip(together, reversed_order, strict=True):
+        assert np.array_equal(a.weights, b.weights)
+
+
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_a_canonical_form_runs_from_its_records_bitwise_as_its_circuit(aer, name):
+    # The simulate step hands the backend canonical forms, not circuits: the engine reads
+    # their records, and Aer gets the circuit built only when it must run one.
+    forms = [canonical_form(c) for c in unique_subexperiments(PROBLEMS[name])]
+    circuits = [form.circuit() for form in forms]
+    assert [branching._program(f) for f in forms] == [branching._program(c) for c in circuits]
+    for a, b in zip(branching_distributions(forms), branching_distributions(circuits), strict=True):
+        assert np.array_equal(a.outcomes, b.outcomes)
+        assert np.array_equal(a.weights, b.weights)
+    for a, b in zip(aer.exact_distributions(forms[:4]), aer.exact_distributions(circuits[:4]), strict=True):
+        assert np.array_equal(a.outcomes, b.outcomes)
         assert np.array_equal(a.weights, b.weights)
 
 

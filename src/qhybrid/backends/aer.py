@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from qiskit import QuantumCircuit
 
-from qhybrid.backends.branching import Unsupported, branching_distributions
+from qhybrid.backends.branching import Listing, Unsupported, branching_distributions
 from qhybrid.cutting.deferred import defer_measurements, reduce_to_parity
 from qhybrid.cutting.outcomes import OutcomeDistribution
 from qhybrid.errors import BackendUnavailable
@@ -124,12 +124,13 @@ class AerBackend:
             "cpu_features": cpu_description().rpartition("[")[2].rstrip("]"),
         }
 
-    def exact_distributions(self, circuits: Sequence[QuantumCircuit]) -> list[OutcomeDistribution]:
+    def exact_distributions(self, circuits: Sequence[QuantumCircuit | Listing]) -> list[OutcomeDistribution]:
         """Return each circuit's exact distribution over (observable bits | QPD parity).
 
         Narrow circuits go to the branching engine (all of them in one call, so those of a
         partition share their prefixes), the rest to Aer. Which engine runs a circuit
-        depends only on that circuit, so its result does not depend on its batch.
+        depends only on that circuit, so its result does not depend on its batch. A circuit
+        given as a :class:`Listing` (a canonical form) is built only if Aer must run it.
         """
         if not circuits:
             return []
@@ -150,7 +151,8 @@ class AerBackend:
                         pass
         wide = [i for i in range(len(circuits)) if i not in results]
         if wide:
-            computed = self.exact_probabilities([circuits[i] for i in wide])
+            built = [c if isinstance(c, QuantumCircuit) else c.circuit() for c in (circuits[i] for i in wide)]
+            computed = self.exact_probabilities(built)
             for i, (dense, num_bits) in zip(wide, computed, strict=True):
                 results[i] = OutcomeDistribution.from_dense(dense, num_bits, None)
         return [results[i] for i in range(len(circuits))]

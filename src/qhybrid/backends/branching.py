@@ -21,10 +21,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from qiskit import QuantumCircuit
+from qiskit.circuit import CircuitInstruction
 
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
 from qhybrid.cutting.outcomes import OutcomeDistribution
@@ -56,57 +57,109 @@ class _Program:
     qpd_bits: list[int]
 
 
-def _program(circuit: QuantumCircuit) -> _Program:
-    """Return the circuit as a _Program; Unsupported names what the engine cannot run."""
+# One instruction as the engine reads it: (instruction, qubit indices, clbit indices). The
+# instruction gives name, parameters and matrix; its own wires are not read.
+Record = tuple[CircuitInstruction, tuple[int, ...], tuple[int, ...]]
+
+
+class Listing(Protocol):
+    """A circuit given as records instead of a QuantumCircuit (a canonical form is one)."""
+
+    @property
+    def num_qubits(self) -> int:
+        """Qubits of the circuit."""
+
+    @property
+    def num_clbits(self) -> int:
+        """Classical bits of the circuit."""
+
+    @property
+    def observable_clbits(self) -> tuple[int, ...]:
+        """Clbit indices of the observable register, in register order."""
+
+    @property
+    def qpd_clbits(self) -> tuple[int, ...]:
+        """Clbit indices of the QPD register, in register order (none without one)."""
+
+    def records(self) -> list[Record]:
+        """The circuit's instructions, in order, on qubit and clbit indices."""
+
+    def circuit(self) -> QuantumCircuit:
+        """Build the circuit (for engines that need a QuantumCircuit)."""
+
+
+def _program(item: QuantumCircuit | Listing) -> _Program:
+    """Return a circuit (or its listing) as a _Program; Unsupported names what the engine cannot run."""
+    if isinstance(item, QuantumCircuit):
+        return _program_of_circuit(item)
+    return _program_of_records(
+        item.num_qubits, item.num_clbits, item.records(), item.observable_clbits, item.qpd_clbits
+    )
+
+
+def _program_of_circuit(circuit: QuantumCircuit) -> _Program:
     registers = {creg.name: creg for creg in circuit.cregs}
     if OBSERVABLE_REGISTER not in registers:
         raise Unsupported(f"no {OBSERVABLE_REGISTER!r} register")
     qubit = {bit: i for i, bit in enumerate(circuit.qubits)}
     clbit = {bit: i for i, bit in enumerate(circuit.clbits)}
-    if circuit.num_clbits > 62:
-        raise Unsupported(f"{circuit.num_clbits} classical bits (records hold 62)")
     # CircuitInstruction's name, params and matrix avoid building each operation object.
-    data = [inst for inst in circuit.data if inst.name not in _IGNORED]
+    records = [
+        (inst, tuple(qubit[b] for b in inst.qubits), tuple(clbit[b] for b in inst.clbits))
+        for inst in circuit.data
+    ]
+    observable = tuple(clbit[b] for b in registers[OBSERVABLE_REGISTER])
+    qpd = tuple(clbit[b] for b in registers[QPD_REGISTER]) if QPD_REGISTER in registers else ()
+    return _program_of_records(circuit.num_qubits, circuit.num_clbits, records, observable, qpd)
+
+
+def _program_of_records(
+    width: int,
+    num_clbits: int,
+    records: Sequence[Record],
+    observable: Sequence[int],
+    qpd: Sequence[int],
+) -> _Program:
+    if num_clbits > 62:
+        raise Unsupported(f"{num_clbits} classical bits (records hold 62)")
+    data = [record for record in records if record[0].name not in _IGNORED]
     last_use: dict[int, int] = {}
     last_write: dict[int, int] = {}
-    for position, inst in enumerate(data):
-        for bit in inst.qubits:
-            last_use[qubit[bit]] = position
-        for bit in inst.clbits:
-            last_write[clbit[bit]] = position
+    for position, (_, qubits, clbits) in enumerate(data):
+        for q in qubits:
+            last_use[q] = position
+        for c in clbits:
+            last_write[c] = position
     tokens: list[Token] = []
     final: dict[int, int] = {}
-    for position, inst in enumerate(data):
+    for position, (inst, qubits, clbits) in enumerate(data):
         name = inst.name
-        qubits = tuple(qubit[bit] for bit in inst.qubits)
         if inst.is_control_flow():  # Qiskit 2 has no other classical control (c_if is gone)
             raise Unsupported(f"classically controlled {name!r}")
         if name == "measure":
             # Final: nothing later acts on its qubit or writes its bit (else it is read now).
-            if last_use[qubits[0]] == position and last_write[clbit[inst.clbits[0]]] == position:
-                final[qubits[0]] = clbit[inst.clbits[0]]
+            if last_use[qubits[0]] == position and last_write[clbits[0]] == position:
+                final[qubits[0]] = clbits[0]
             else:
-                tokens.append(("m", None, qubits, clbit[inst.clbits[0]]))
+                tokens.append(("m", None, qubits, clbits[0]))
         elif name == "reset":
             tokens.append(("r", None, qubits, None))
-        elif inst.clbits:
+        elif clbits:
             raise Unsupported(f"{name!r} writes classical bits")
         elif len(qubits) > 2:
             raise Unsupported(f"{name!r} acts on {len(qubits)} qubits")
         else:
-            tokens.append(("u", _matrix_key(inst), qubits, None))
-    observable = [clbit[b] for b in registers[OBSERVABLE_REGISTER]]
-    qpd = [clbit[b] for b in registers[QPD_REGISTER]] if QPD_REGISTER in registers else []
-    return _Program(circuit.num_qubits, tokens, final, observable, qpd)
+            tokens.append(("u", _matrix_key(inst, len(qubits)), qubits, None))
+    return _Program(width, tokens, final, list(observable), list(qpd))
 
 
-def _matrix_key(inst: Any) -> tuple[Any, ...]:
+def _matrix_key(inst: Any, num_qubits: int) -> tuple[Any, ...]:
     """Return the key of an instruction's matrix (kept in _MATRICES), computing the matrix once per key."""
-    key: tuple[Any, ...] = (inst.name, len(inst.qubits), *inst.params)
+    key: tuple[Any, ...] = (inst.name, num_qubits, *inst.params)
     try:
         known = key in _MATRICES
     except TypeError:  # an unhashable parameter (a unitary gate's matrix): key it by its text
-        key = (inst.name, len(inst.qubits), repr(inst.params))
+        key = (inst.name, num_qubits, repr(inst.params))
         known = key in _MATRICES
     if not known:
         matrix = inst.matrix if inst.is_standard_gate() else None
@@ -133,6 +186,15 @@ def _monomial(key: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     columns = np.argmax(nonzero, axis=1)
     return columns, matrix[np.arange(len(columns)), columns]
+
+
+@cache
+def _moved_rows(key: tuple[Any, ...]) -> tuple[int, ...]:
+    """Rows of a monomial matrix that are not the identity's (their block moves or is scaled)."""
+    monomial = _monomial(key)
+    assert monomial is not None
+    columns, factors = monomial
+    return tuple(row for row in range(len(columns)) if columns[row] != row or factors[row] != 1)
 
 
 class _Node:
@@ -192,11 +254,14 @@ def _apply_to_rows(
                 if factors[row] != 1:
                     shaped[s] *= factors[row]
             return
-        old = {c: shaped[slices[c]].copy() for c in set(columns.tolist())}
-        for row, s in enumerate(slices):
+        # Only blocks that move or scale are written (a CX leaves half of its blocks as they
+        # are): the same values land in the same places, so no bit changes.
+        moved = _moved_rows(key)
+        old = {c: shaped[slices[c]].copy() for c in {int(columns[row]) for row in moved}}
+        for row in moved:
             factor = factors[row]
-            source = old[columns[row]]
-            shaped[s] = source if factor == 1 else source * factor
+            source = old[int(columns[row])]
+            shaped[slices[row]] = source if factor == 1 else source * factor
         return
     matrix = _MATRICES[key]
     old_blocks = [shaped[s].copy() for s in slices]
@@ -276,9 +341,11 @@ def _finish(node: _Node, program: _Program) -> OutcomeDistribution:
     return OutcomeDistribution.from_dense(dense, num_obs, None)
 
 
-def branching_distributions(circuits: Sequence[QuantumCircuit]) -> list[OutcomeDistribution]:
+def branching_distributions(circuits: Sequence[QuantumCircuit | Listing]) -> list[OutcomeDistribution]:
     """Return each circuit's exact distribution; circuits of one width share their common prefixes.
 
+    A circuit may come as a :class:`Listing` (a canonical form's records): the engine reads
+    the same instructions, so the result is the same, bitwise, without building the circuit.
     Raises Unsupported (before any work) when a circuit has an instruction the engine
     does not simulate: more than two qubits, no matrix, classical control.
     """

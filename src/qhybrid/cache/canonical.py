@@ -28,16 +28,15 @@ import hashlib
 import heapq
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 from qiskit.circuit import CircuitInstruction
 
+from qhybrid.cache.canonical_ref import CanonicalRef
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
 from qhybrid.cutting.fingerprint import instruction_token
-from qhybrid.cutting.outcomes import OutcomeDistribution
 
 SCHEMA = "qhybrid-canonical-v1"
 # The most labellings tried per circuit: 6! covers a 6-qubit ring's reflections with room.
@@ -91,40 +90,6 @@ class _Op:
 
 
 @dataclass(frozen=True)
-class CanonicalRef:
-    """What a lookup needs of a canonical form, as plain data: a plan can carry it without circuits."""
-
-    key: str
-    check: str
-    normal: str
-    observable_bits: tuple[int, ...]
-
-    def to_json(self) -> list[Any]:
-        """Plain data for a manifest."""
-        return [self.key, self.check, self.normal, list(self.observable_bits)]
-
-    @classmethod
-    def from_json(cls, data: list[Any]) -> CanonicalRef:
-        """Read :meth:`to_json`'s output."""
-        key, check, normal, bits = data
-        return cls(str(key), str(check), str(normal), tuple(int(b) for b in bits))
-
-    def to_circuit_labels(self, canonical: OutcomeDistribution) -> OutcomeDistribution:
-        """Map a distribution of the canonical circuit onto the circuit's own observable bits."""
-        if self.observable_bits == tuple(range(len(self.observable_bits))):
-            return canonical
-        outcomes = canonical.outcomes
-        low = np.uint64((1 << canonical.num_observable_bits) - 1)
-        mapped = outcomes & ~low  # the QPD parity bit does not move
-        for bit, canonical_bit in enumerate(self.observable_bits):
-            mapped |= ((outcomes >> np.uint64(canonical_bit)) & np.uint64(1)) << np.uint64(bit)
-        order = np.argsort(mapped, kind="stable")
-        return OutcomeDistribution(
-            mapped[order], canonical.weights[order], canonical.num_observable_bits, canonical.shots
-        )
-
-
-@dataclass(frozen=True)
 class CanonicalForm:
     """A subexperiment's canonical form, and how its outcome bits map to the circuit's own."""
 
@@ -142,26 +107,51 @@ class CanonicalForm:
         """Qubits of the canonical circuit (those of the original, unused ones included)."""
         return len(self._labels)
 
+    @property
+    def num_clbits(self) -> int:
+        """Classical bits of the canonical circuit: the observable register's, then the QPD register's."""
+        return len(self.observable_bits) + self._num_qpd
+
+    @property
+    def observable_clbits(self) -> tuple[int, ...]:
+        """Clbit indices of the canonical circuit's observable register."""
+        return tuple(range(len(self.observable_bits)))
+
+    @property
+    def qpd_clbits(self) -> tuple[int, ...]:
+        """Clbit indices of the canonical circuit's QPD register (it comes after the observable's)."""
+        return tuple(range(len(self.observable_bits), self.num_clbits))
+
+    def records(self) -> list[tuple[CircuitInstruction, tuple[int, ...], tuple[int, ...]]]:
+        """The canonical circuit's instructions, in order, on qubit and clbit indices (no circuit built).
+
+        :meth:`circuit` appends exactly these, so an engine reading them runs the canonical circuit.
+        """
+        num_observable = len(self.observable_bits)
+        qpd_order: dict[int, int] = {}
+        out = []
+        for op in self._ops:
+            clbits = tuple(
+                self.observable_bits[index]
+                if kind == "o"
+                else num_observable + qpd_order.setdefault(index, len(qpd_order))
+                for kind, index in op.clbits
+            )
+            wires = _slot_order(op.name, [self._labels[q] for q in op.qubits])
+            out.append((op.source, tuple(wires), clbits))
+        return out
+
     def circuit(self) -> QuantumCircuit:
         """Build the canonical circuit: the one the simulators run for every circuit of this form."""
-        observable = ClassicalRegister(len(self.observable_bits), OBSERVABLE_REGISTER)
-        registers = [observable]
-        qpd = ClassicalRegister(self._num_qpd, QPD_REGISTER) if self._num_qpd else None
-        if qpd is not None:
-            registers.append(qpd)
+        registers = [ClassicalRegister(len(self.observable_bits), OBSERVABLE_REGISTER)]
+        if self._num_qpd:
+            registers.append(ClassicalRegister(self._num_qpd, QPD_REGISTER))
         out = QuantumCircuit(QuantumRegister(self.num_qubits, "q"), *registers)
-        qubits = out.qubits
-        qpd_order: dict[int, int] = {}
-        for op in self._ops:
-            clbits = []
-            for kind, index in op.clbits:
-                if kind == "o":
-                    clbits.append(observable[self.observable_bits[index]])
-                else:
-                    assert qpd is not None
-                    clbits.append(qpd[qpd_order.setdefault(index, len(qpd_order))])
-            wires = _slot_order(op.name, [self._labels[q] for q in op.qubits])
-            out._append(op.source.replace(qubits=tuple(qubits[w] for w in wires), clbits=tuple(clbits)))
+        qubits, clbits = out.qubits, out.clbits
+        for source, wires, bits in self.records():
+            out._append(
+                source.replace(qubits=tuple(qubits[w] for w in wires), clbits=tuple(clbits[c] for c in bits))
+            )
         return out
 
     def ref(self) -> CanonicalRef:
@@ -177,8 +167,12 @@ def _slot_order(name: str, labels: list[int]) -> list[int]:
     return sorted(labels) if name in _SYMMETRIC else labels
 
 
-def _operations(circuit: QuantumCircuit) -> tuple[list[_Op], int, int]:
-    """Stage 1: the circuit's operations as tokens on qubit indices and role-named classical bits."""
+def _operations(circuit: QuantumCircuit, tokens: Sequence[str] | None) -> tuple[list[_Op], int, int]:
+    """Stage 1: the circuit's operations as tokens on qubit indices and role-named classical bits.
+
+    ``tokens``: each non-barrier instruction's token, in order, when already known (the
+    circuit's fingerprint computed them); else they are computed here.
+    """
     roles: dict[object, tuple[str, int]] = {}
     sizes = {"o": 0, "p": 0}
     for register in circuit.cregs:
@@ -191,17 +185,25 @@ def _operations(circuit: QuantumCircuit) -> tuple[list[_Op], int, int]:
     if len(roles) != circuit.num_clbits:
         raise NotCanonicalisable("circuit has classical bits outside its registers")
     qubit_index = {bit: i for i, bit in enumerate(circuit.qubits)}
+    known = iter(tokens) if tokens is not None else None
     ops = []
     for instruction in circuit.data:
         name = instruction.name
+        token: str | None = None
+        if known is not None and name != "barrier":
+            token = next(known, None)
+            if token is None:
+                raise ValueError(f"{len(tokens or ())} tokens for a longer circuit")
         if name in _DROPPED:
             continue
         try:
-            token = instruction_token(instruction)
+            token = token if token is not None else instruction_token(instruction)
         except ValueError as error:
             raise NotCanonicalisable(str(error)) from None
         qubits = tuple(qubit_index[q] for q in instruction.qubits)
         ops.append(_Op(name, token, qubits, tuple(roles[c] for c in instruction.clbits), instruction))
+    if known is not None and next(known, None) is not None:
+        raise ValueError(f"{len(tokens or ())} tokens for a shorter circuit")
     return ops, sizes["o"], sizes["p"]
 
 
@@ -413,9 +415,13 @@ def _wire_signatures(ops: list[_Op], num_qubits: int) -> list[str]:
     return [_digest8(";".join(parts[q]) + "{" + ",".join(sorted(blocks[q])) + "}") for q in range(num_qubits)]
 
 
-def canonical_form(circuit: QuantumCircuit) -> CanonicalForm:
-    """Return the canonical form of a subexperiment (stages 1-3 of the module docstring)."""
-    raw, num_observable, _ = _operations(circuit)
+def canonical_form(circuit: QuantumCircuit, tokens: Sequence[str] | None = None) -> CanonicalForm:
+    """Return the canonical form of a subexperiment (stages 1-3 of the module docstring).
+
+    ``tokens``: the circuit's instruction tokens, barriers left out, when its fingerprint
+    already computed them (:func:`qhybrid.cutting.fingerprint.known_instruction_tokens`).
+    """
+    raw, num_observable, _ = _operations(circuit, tokens)
     n = circuit.num_qubits
     ops = _simplify(raw, n)
     predecessors, adjacency, clbit_nodes = _wire_graph(ops, n)

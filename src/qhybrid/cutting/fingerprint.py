@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import struct
+import sys
+from collections import OrderedDict
 
 import numpy as np
 from qiskit.circuit import CircuitInstruction, Instruction, ParameterExpression, QuantumCircuit
@@ -81,17 +83,33 @@ def instruction_token(instruction: CircuitInstruction) -> str:
     return operation_token(instruction.operation)
 
 
-def _body_tokens(circuit: QuantumCircuit) -> list[str]:
+def _body_tokens(circuit: QuantumCircuit, operations: list[str] | None = None) -> list[str]:
+    """Return each instruction's token with its wires; ``operations`` gets the bare tokens, in order."""
     qubit_index = {bit: i for i, bit in enumerate(circuit.qubits)}
     clbit_index = {bit: i for i, bit in enumerate(circuit.clbits)}
     tokens = []
     for instruction in circuit.data:
         if instruction.name == "barrier":
             continue  # barriers change nothing a backend computes
+        token = instruction_token(instruction)
+        if operations is not None:
+            operations.append(sys.intern(token))
         qubits = ",".join(str(qubit_index[q]) for q in instruction.qubits)
         clbits = ",".join(str(clbit_index[c]) for c in instruction.clbits)
-        tokens.append(f"{instruction_token(instruction)}[{qubits}][{clbits}];")
+        tokens.append(f"{token}[{qubits}][{clbits}];")
     return tokens
+
+
+# The bare instruction tokens of the circuits this process fingerprinted last, by fingerprint.
+# Canonical forms read the same tokens; a circuit's fingerprint digests them, so one
+# fingerprint always has the same tokens. Interned: the subexperiments of a plan repeat them.
+_TOKENS: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+_TOKENS_KEPT = 4096
+
+
+def known_instruction_tokens(fingerprint: str) -> tuple[str, ...] | None:
+    """Return the tokens of a circuit fingerprinted here (barriers left out, in order), if still kept."""
+    return _TOKENS.get(fingerprint)
 
 
 def circuit_fingerprint(circuit: QuantumCircuit) -> str:
@@ -107,9 +125,14 @@ def circuit_fingerprint(circuit: QuantumCircuit) -> str:
     digest = hashlib.sha256(_FINGERPRINT_SCHEMA)
     digest.update(struct.pack("<II", circuit.num_qubits, circuit.num_clbits))
     tokens = [f"creg:{creg.name}:{creg.size};" for creg in circuit.cregs]
-    tokens += _body_tokens(circuit)
+    operations: list[str] = []
+    tokens += _body_tokens(circuit, operations)
     digest.update("".join(tokens).encode())
-    return digest.hexdigest()
+    fingerprint = digest.hexdigest()
+    _TOKENS[fingerprint] = tuple(operations)
+    while len(_TOKENS) > _TOKENS_KEPT:
+        _TOKENS.popitem(last=False)
+    return fingerprint
 
 
 def observable_fingerprint(observable: SparsePauliOp) -> str:

@@ -15,7 +15,7 @@ from qiskit import QuantumCircuit
 
 from qhybrid.backends import EventSink, GatewaySettings, OutcomeDistribution, QpuFailures, get_backend
 from qhybrid.backends.aer import AerBackend
-from qhybrid.cache.canonical import CanonicalRef
+from qhybrid.cache.canonical_ref import CanonicalRef
 from qhybrid.cache.session import OFF, CacheSettings, session_for
 from qhybrid.cutting.policies import get_policy
 from qhybrid.errors import BackendUnavailable, InputError, RunFailed

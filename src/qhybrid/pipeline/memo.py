@@ -15,7 +15,7 @@ from typing import Any
 
 from qhybrid.backends import SIMULATOR_BACKENDS, get_backend
 from qhybrid.backends.aer import AerBackend
-from qhybrid.cache.canonical import CanonicalRef
+from qhybrid.cache.canonical_ref import CanonicalRef
 from qhybrid.cache.entries import PLAN_PREFIX, REFERENCE_PREFIX, identity_digest, result_key
 from qhybrid.cache.session import CacheSession, writer_provenance
 from qhybrid.provenance import cpu_description, package_versions

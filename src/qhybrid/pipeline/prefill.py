@@ -13,7 +13,7 @@ from typing import Any
 
 from qhybrid.backends import SIMULATOR_BACKENDS, get_backend
 from qhybrid.backends.aer import AerBackend
-from qhybrid.cache.canonical import CanonicalRef
+from qhybrid.cache.canonical_ref import CanonicalRef
 from qhybrid.cache.session import CacheSession
 from qhybrid.cutting.outcomes import OutcomeDistribution
 from qhybrid.errors import BackendUnavailable

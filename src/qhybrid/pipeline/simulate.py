@@ -21,9 +21,11 @@ from collections.abc import Callable, Sequence
 from qiskit import QuantumCircuit
 
 from qhybrid.backends.aer import AerBackend, draw_shots
-from qhybrid.cache.canonical import CanonicalForm, CanonicalRef, NotCanonicalisable, canonical_form
+from qhybrid.cache.canonical import CanonicalForm, NotCanonicalisable, canonical_form
+from qhybrid.cache.canonical_ref import CanonicalRef
 from qhybrid.cache.entries import ResultEntry, identity_digest, qpy_bytes, result_key
 from qhybrid.cache.session import CacheSession, writer_provenance
+from qhybrid.cutting.fingerprint import known_instruction_tokens
 from qhybrid.cutting.outcomes import OutcomeDistribution
 
 
@@ -50,7 +52,7 @@ def form_of(circuit: QuantumCircuit, fingerprint: str) -> CanonicalForm:
     """Return the circuit's canonical form (kept for the last few thousand fingerprints)."""
     form = _FORMS.get(fingerprint)
     if form is None:
-        form = _FORMS[fingerprint] = canonical_form(circuit)
+        form = _FORMS[fingerprint] = canonical_form(circuit, known_instruction_tokens(fingerprint))
         while len(_FORMS) > _FORMS_KEPT:
             _FORMS.popitem(last=False)
     return form
@@ -149,11 +151,12 @@ def _simulate(
             raise RuntimeError(
                 f"subexperiment at position {i}: its circuit's canonical form is not the plan's"
             )
-    canonical_circuits = [form.circuit() for form in forms]
-    computed = backend.exact_distributions(canonical_circuits)
+    # The forms themselves go to the backend: the branching engine reads their records, and
+    # only a circuit Aer must run is built.
+    computed = backend.exact_distributions(forms)
     provenance = writer_provenance(run, backend.description())
     fresh: dict[bytes, ResultEntry] = {}  # computed in this call: serves its other circuits of the form
-    for i, form, distribution, circuit in zip(positions, forms, computed, canonical_circuits, strict=True):
+    for i, form, distribution in zip(positions, forms, computed, strict=True):
         entry = ResultEntry(
             check=form.check,
             normal=form.normal,
@@ -163,7 +166,7 @@ def _simulate(
             provenance=provenance,
             distribution=distribution,
             # Only a stored entry needs its circuit (for `cache verify`).
-            circuit_qpy=qpy_bytes(circuit) if session.location is not None else b"",
+            circuit_qpy=qpy_bytes(form.circuit()) if session.location is not None else b"",
         )
         fresh[keys[i]] = entry
         session.remember(keys[i], entry)

@@ -1,0 +1,44 @@
+"""A canonical form as plain data: what a cache lookup needs, carried by a plan without circuits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qhybrid.cutting.outcomes import OutcomeDistribution
+
+
+@dataclass(frozen=True)
+class CanonicalRef:
+    """What a lookup needs of a canonical form, as plain data: a plan can carry it without circuits."""
+
+    key: str
+    check: str
+    normal: str
+    observable_bits: tuple[int, ...]
+
+    def to_json(self) -> list[Any]:
+        """Plain data for a manifest."""
+        return [self.key, self.check, self.normal, list(self.observable_bits)]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> CanonicalRef:
+        """Read :meth:`to_json`'s output."""
+        key, check, normal, bits = data
+        return cls(str(key), str(check), str(normal), tuple(int(b) for b in bits))
+
+    def to_circuit_labels(self, canonical: OutcomeDistribution) -> OutcomeDistribution:
+        """Map a distribution of the canonical circuit onto the circuit's own observable bits."""
+        if self.observable_bits == tuple(range(len(self.observable_bits))):
+            return canonical
+        outcomes = canonical.outcomes
+        low = np.uint64((1 << canonical.num_observable_bits) - 1)
+        mapped = outcomes & ~low  # the QPD parity bit does not move
+        for bit, canonical_bit in enumerate(self.observable_bits):
+            mapped |= ((outcomes >> np.uint64(canonical_bit)) & np.uint64(1)) << np.uint64(bit)
+        order = np.argsort(mapped, kind="stable")
+        return OutcomeDistribution(
+            mapped[order], canonical.weights[order], canonical.num_observable_bits, canonical.shots
+        )
