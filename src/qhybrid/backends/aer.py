@@ -23,9 +23,10 @@ from qhybrid.provenance import cpu_description, package_versions
 # The widest subexperiment the cpu backend gives the branching engine. Measured with
 # benchmarks/bench_branching.py on a 2-core machine, on one execute batch of a partition
 # (canonical circuits sharing their prefixes, as real runs give it): at least 1.05x faster
-# than Aer at every width up to 13 (1.31x at 13, 0.90x at 14, 0.77x at 15). With nothing
-# shared, its worst case, it is that much faster only up to 12.
-BRANCHING_MAX_WIDTH = 13
+# than Aer at every width up to 14 in two runs (1.56x and 1.41x at 13, 1.23x and 1.42x at
+# 14, 0.98x and just under 1.05x at 15). With nothing shared, its worst case, it is that
+# much faster only up to 11 to 13, depending on the run.
+BRANCHING_MAX_WIDTH = 14
 
 
 def _aer_simulator(device: str):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -322,23 +322,54 @@ def _finish(node: _Node, program: _Program) -> OutcomeDistribution:
     order = [0] + [num_qubits - q for q in reversed(measured)] + [num_qubits - q for q in reversed(others)]
     probabilities = np.abs(np.ascontiguousarray(shaped.transpose(order))) ** 2
     marginal = probabilities.reshape(branches, 1 << len(measured), -1).sum(axis=2)
-    # Each (branch, measured-qubit outcome) -> its classical word.
-    outcome = np.arange(1 << len(measured), dtype=np.int64)
-    words = np.repeat(node.records[:, None], 1 << len(measured), axis=1)
-    for position, q in enumerate(measured):
-        bit = np.int64(1 << final[q])
-        value = (outcome >> position) & 1
-        words = np.where(value[None, :] == 1, words | bit, words & ~bit)
-    num_obs = len(program.observable_bits)
-    index = np.zeros_like(words)
+    # Each (branch, measured-qubit outcome) -> its index: the observable bits and the QPD
+    # parity, each bit read from the outcome when a final measurement writes it, else from
+    # the branch's record. The outcome's part is the same for every program measuring the
+    # same way, so it is computed once per measurement pattern.
+    measuring = tuple((q, final[q]) for q in measured)
+    outcome_bits, outcome_parity = _outcome_part(
+        measuring, tuple(program.observable_bits), tuple(program.qpd_bits)
+    )
+    written = set(final.values())
+    records = node.records
+    record_bits = np.zeros_like(records)
     for position, c in enumerate(program.observable_bits):
-        index |= ((words >> c) & 1) << position
-    parity = np.zeros_like(words)
+        if c not in written:
+            record_bits |= ((records >> c) & 1) << position
+    record_parity = np.zeros_like(records)
     for c in program.qpd_bits:
-        parity ^= (words >> c) & 1
-    index |= parity << num_obs
+        if c not in written:
+            record_parity ^= (records >> c) & 1
+    num_obs = len(program.observable_bits)
+    index = (record_bits[:, None] | outcome_bits[None, :]) | (
+        (record_parity[:, None] ^ outcome_parity[None, :]) << num_obs
+    )
     dense = np.bincount(index.ravel(), weights=marginal.ravel(), minlength=2 << num_obs)
     return OutcomeDistribution.from_dense(dense, num_obs, None)
+
+
+@lru_cache(maxsize=64)  # a few patterns per workload; each holds two arrays of 2**(measured qubits)
+def _outcome_part(
+    measuring: tuple[tuple[int, int], ...], observable: tuple[int, ...], qpd: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per outcome of the final measurements (qubit, clbit), in order: its observable bits and QPD parity.
+
+    Outcome bit ``position`` is the value measured on ``measuring[position]``'s qubit; bits
+    no final measurement writes are 0 here (the branch's record supplies them).
+    """
+    outcome = np.arange(1 << len(measuring), dtype=np.int64)
+    value_of = {clbit: (outcome >> position) & 1 for position, (_, clbit) in enumerate(measuring)}
+    bits = np.zeros_like(outcome)
+    for position, c in enumerate(observable):
+        if c in value_of:
+            bits |= value_of[c] << position
+    parity = np.zeros_like(outcome)
+    for c in qpd:
+        if c in value_of:
+            parity ^= value_of[c]
+    bits.setflags(write=False)
+    parity.setflags(write=False)
+    return bits, parity
 
 
 def branching_distributions(circuits: Sequence[QuantumCircuit | Listing]) -> list[OutcomeDistribution]:
