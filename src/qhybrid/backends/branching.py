@@ -326,9 +326,8 @@ def _finish(node: _Node, program: _Program) -> OutcomeDistribution:
     # parity, each bit read from the outcome when a final measurement writes it, else from
     # the branch's record. The outcome's part is the same for every program measuring the
     # same way, so it is computed once per measurement pattern.
-    measuring = tuple((q, final[q]) for q in measured)
     outcome_bits, outcome_parity = _outcome_part(
-        measuring, tuple(program.observable_bits), tuple(program.qpd_bits)
+        tuple(final[q] for q in measured), tuple(program.observable_bits), tuple(program.qpd_bits)
     )
     written = set(final.values())
     records = node.records
@@ -350,15 +349,16 @@ def _finish(node: _Node, program: _Program) -> OutcomeDistribution:
 
 @lru_cache(maxsize=64)  # a few patterns per workload; each holds two arrays of 2**(measured qubits)
 def _outcome_part(
-    measuring: tuple[tuple[int, int], ...], observable: tuple[int, ...], qpd: tuple[int, ...]
+    written: tuple[int, ...], observable: tuple[int, ...], qpd: tuple[int, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per outcome of the final measurements (qubit, clbit), in order: its observable bits and QPD parity.
+    """Per outcome of the final measurements: its observable bits and QPD parity.
 
-    Outcome bit ``position`` is the value measured on ``measuring[position]``'s qubit; bits
-    no final measurement writes are 0 here (the branch's record supplies them).
+    Outcome bit ``position`` is the value the final measurement writing clbit
+    ``written[position]`` gives; bits no final measurement writes are 0 here (the branch's
+    record supplies them).
     """
-    outcome = np.arange(1 << len(measuring), dtype=np.int64)
-    value_of = {clbit: (outcome >> position) & 1 for position, (_, clbit) in enumerate(measuring)}
+    outcome = np.arange(1 << len(written), dtype=np.int64)
+    value_of = {clbit: (outcome >> position) & 1 for position, clbit in enumerate(written)}
     bits = np.zeros_like(outcome)
     for position, c in enumerate(observable):
         if c in value_of:

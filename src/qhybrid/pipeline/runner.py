@@ -35,6 +35,7 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_WORKERS = 1
 
 
+@fewer_collections()  # planning, canonical forms and the engine allocate millions of small objects
 def run_local(
     spec: RunSpec,
     out: Path,
@@ -79,40 +80,6 @@ def run_local(
         if plot and not run_dir.terms_plot_file.is_file():
             write_terms_plot(run_dir, cache)
         return dict(atomic.read_json(run_dir.report_file))
-    with fewer_collections():
-        report = _run_steps(
-            spec,
-            run_dir,
-            workers=workers,
-            batch_size=batch_size,
-            console=console,
-            gateway=gateway,
-            progress=progress,
-            keep_shards=keep_shards,
-            label=label,
-            cache=cache,
-            prices=prices,
-        )
-    if plot:
-        write_terms_plot(run_dir, cache)
-    return report
-
-
-def _run_steps(
-    spec: RunSpec,
-    run_dir: RunDir,
-    *,
-    workers: int,
-    batch_size: int,
-    console: Console,
-    gateway: GatewaySettings | None,
-    progress: bool,
-    keep_shards: bool,
-    label: str | None,
-    cache: CacheSettings,
-    prices: PriceTable | None,
-) -> dict[str, Any]:
-    """Generate (or resume), execute, reconstruct and report: run_local's work once its inputs are checked."""
     wall_started = time.perf_counter()
     with console.status("generating subexperiments") if progress else nullcontext():
         manifest = generate(
@@ -156,13 +123,16 @@ def _run_steps(
     execute_seconds = time.perf_counter() - execute_started
     with console.status("reconstructing") if progress else nullcontext():
         reconstruct_run(run_dir, cache)
-    return build_report(
+    report = build_report(
         run_dir,
         timings={
             "execute_wall": execute_seconds,
             "total_wall": time.perf_counter() - wall_started,
         },
     )
+    if plot:
+        write_terms_plot(run_dir, cache)
+    return report
 
 
 def _execute_in_pool(
