@@ -6,13 +6,13 @@ half-written result behind and a resumed run can trust whatever file exists.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -35,9 +35,12 @@ def current_umask() -> int:
     return mask
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename.
+@contextmanager
+def replacing(path: Path) -> Iterator[BinaryIO]:
+    """Give a handle on a temporary file in ``path``'s directory; on success it becomes ``path``.
 
+    What the block writes is flushed to disk, then renamed over ``path``; on any failure (a
+    full disk or a kill included) the temporary file is removed and ``path`` is untouched.
     The file gets the mode a plain ``open`` would give it (0666 less the umask):
     ``mkstemp`` makes it 0600, which would hide results from colleagues on a
     shared file system.
@@ -47,14 +50,19 @@ def write_bytes(path: Path, data: bytes) -> None:
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        # Leave nothing behind on any failure, a full disk or a kill included.
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
+    with replacing(path) as handle:
+        handle.write(data)
 
 
 def remove_stale_temporaries(root: Path) -> int:
@@ -92,9 +100,8 @@ def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     for name, array in arrays.items():
         if array.dtype == object:
             raise TypeError(f"array {name!r} has dtype object; only plain dtypes travel")
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    write_bytes(path, buffer.getvalue())
+    with replacing(path) as handle:  # straight into the file: no second copy in memory
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -96,7 +96,8 @@ class CanonicalForm:
     text: str
     key: str  # SHA-256 of the text: where the result is stored
     check: str  # BLAKE2b of the text: compared on every hit, so a key collision is caught
-    normal: str  # SHA-256 of stages 1-2 in the circuit's own labelling (tells hit kinds apart)
+    normal: str  # SHA-256 of the key and the labelling that reached it: equal exactly for circuits
+    # that are the same up to stages 1-2 in their own labelling (tells hit kinds apart)
     observable_bits: tuple[int, ...]  # circuit's observable bit i is canonical bit observable_bits[i]
     _ops: tuple[_Op, ...] = field(repr=False, compare=False)
     _labels: tuple[int, ...] = field(repr=False, compare=False)
@@ -454,13 +455,15 @@ def canonical_form(circuit: QuantumCircuit, tokens: Sequence[str] | None = None)
         raise NotCanonicalisable("an observable bit is never measured")
     num_qpd = sum(1 for i in bits if i < 0)
     text = f"{SCHEMA};q{n};o{num_observable};p{num_qpd};{body}"
-    identity = tuple(range(n))
-    normal_body = body if labels == identity else _serialise(ops, predecessors, successors, identity)[0]
+    key = hashlib.sha256(text.encode()).hexdigest()
     return CanonicalForm(
         text=text,
-        key=hashlib.sha256(text.encode()).hexdigest(),
+        key=key,
         check=hashlib.blake2b(text.encode(), digest_size=32).hexdigest(),
-        normal=hashlib.sha256(f"{n};{normal_body}".encode()).hexdigest(),
+        # The labelling is chosen by the same deterministic search for every circuit that is
+        # the same up to stages 1-2, so (form, labelling) tells those circuits apart from ones
+        # relabelled, as a second serialisation in the circuit's own labelling would, for free.
+        normal=hashlib.sha256(f"{key};{','.join(map(str, labels))}".encode()).hexdigest(),
         observable_bits=tuple(observable_bits[i] for i in range(num_observable)),
         _ops=tuple(ops[j] for j in order),
         _labels=labels,
