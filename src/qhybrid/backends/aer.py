@@ -14,19 +14,23 @@ from typing import Any
 import numpy as np
 from qiskit import QuantumCircuit
 
-from qhybrid.backends.branching import Listing, Unsupported, branching_distributions
+from qhybrid.backends.branching import Unsupported, branching_distributions
 from qhybrid.cutting.deferred import defer_measurements, reduce_to_parity
+from qhybrid.cutting.listing import Listing
 from qhybrid.cutting.outcomes import OutcomeDistribution
 from qhybrid.errors import BackendUnavailable
 from qhybrid.provenance import cpu_description, package_versions
 
 # The widest subexperiment the cpu backend gives the branching engine. Measured with
 # benchmarks/bench_branching.py on a 2-core machine, on one execute batch of a partition
-# (canonical circuits sharing their prefixes, as real runs give it): at least 1.05x faster
-# than Aer at every width up to 14 in two runs (1.56x and 1.41x at 13, 1.23x and 1.42x at
-# 14, 0.98x and just under 1.05x at 15). With nothing shared, its worst case, it is that
-# much faster only up to 11 to 13, depending on the run.
-BRANCHING_MAX_WIDTH = 14
+# given as canonical forms, as the simulate step gives them (the engine reads their records;
+# Aer gets each canonical circuit built): at least 1.05x faster than Aer at every width up
+# to 15 in four runs (1.64x, 1.39x, 1.35x, 1.12x at 15), but not at 16 in the fourth
+# (1.18x, 1.24x, 1.39x, then 1.04x). Whole run_local at 16 qubits per partition agreed the
+# engine was ahead there; at 18 it was behind (4.4-4.9 s against Aer's 3.5-4.5 s). With
+# nothing shared, its worst case, it is that much faster only up to 13 or 14. (Fed canonical
+# circuits instead of forms, both engines had measured 14.)
+BRANCHING_MAX_WIDTH = 15
 
 
 def _aer_simulator(device: str):

@@ -21,13 +21,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit
-from qiskit.circuit import CircuitInstruction
 
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
+from qhybrid.cutting.listing import Listing, Record
 from qhybrid.cutting.outcomes import OutcomeDistribution
 
 _IGNORED = frozenset({"barrier", "delay"})
@@ -55,37 +55,6 @@ class _Program:
     final: dict[int, int]
     observable_bits: list[int]
     qpd_bits: list[int]
-
-
-# One instruction as the engine reads it: (instruction, qubit indices, clbit indices). The
-# instruction gives name, parameters and matrix; its own wires are not read.
-Record = tuple[CircuitInstruction, tuple[int, ...], tuple[int, ...]]
-
-
-class Listing(Protocol):
-    """A circuit given as records instead of a QuantumCircuit (a canonical form is one)."""
-
-    @property
-    def num_qubits(self) -> int:
-        """Qubits of the circuit."""
-
-    @property
-    def num_clbits(self) -> int:
-        """Classical bits of the circuit."""
-
-    @property
-    def observable_clbits(self) -> tuple[int, ...]:
-        """Clbit indices of the observable register, in register order."""
-
-    @property
-    def qpd_clbits(self) -> tuple[int, ...]:
-        """Clbit indices of the QPD register, in register order (none without one)."""
-
-    def records(self) -> list[Record]:
-        """The circuit's instructions, in order, on qubit and clbit indices."""
-
-    def circuit(self) -> QuantumCircuit:
-        """Build the circuit (for engines that need a QuantumCircuit)."""
 
 
 def _program(item: QuantumCircuit | Listing) -> _Program:

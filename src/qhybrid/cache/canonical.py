@@ -36,7 +36,8 @@ from qiskit.circuit import CircuitInstruction
 
 from qhybrid.cache.canonical_ref import CanonicalRef
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
-from qhybrid.cutting.fingerprint import instruction_token
+from qhybrid.cutting.fingerprint import UNTOKENISED, instruction_token
+from qhybrid.cutting.listing import Record
 
 SCHEMA = "qhybrid-canonical-v1"
 # The most labellings tried per circuit: 6! covers a 6-qubit ring's reflections with room.
@@ -123,7 +124,7 @@ class CanonicalForm:
         """Clbit indices of the canonical circuit's QPD register (it comes after the observable's)."""
         return tuple(range(len(self.observable_bits), self.num_clbits))
 
-    def records(self) -> list[tuple[CircuitInstruction, tuple[int, ...], tuple[int, ...]]]:
+    def records(self) -> list[Record]:
         """The canonical circuit's instructions, in order, on qubit and clbit indices (no circuit built).
 
         :meth:`circuit` appends exactly these, so an engine reading them runs the canonical circuit.
@@ -191,7 +192,7 @@ def _operations(circuit: QuantumCircuit, tokens: Sequence[str] | None) -> tuple[
     for instruction in circuit.data:
         name = instruction.name
         token: str | None = None
-        if known is not None and name != "barrier":
+        if known is not None and name not in UNTOKENISED:
             token = next(known, None)
             if token is None:
                 raise ValueError(f"{len(tokens or ())} tokens for a longer circuit")

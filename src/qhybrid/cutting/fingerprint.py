@@ -19,6 +19,9 @@ from qiskit.circuit.library import UnitaryGate
 from qiskit.quantum_info import SparsePauliOp
 
 _FINGERPRINT_SCHEMA = b"qhybrid-circuit-v1"
+# Instructions that get no token (barriers change nothing a backend computes). Canonical forms
+# read a fingerprint's tokens back in order, so they skip exactly these too.
+UNTOKENISED = frozenset({"barrier"})
 
 
 def _param_token(param: object) -> str:
@@ -89,8 +92,8 @@ def _body_tokens(circuit: QuantumCircuit, operations: list[str] | None = None) -
     clbit_index = {bit: i for i, bit in enumerate(circuit.clbits)}
     tokens = []
     for instruction in circuit.data:
-        if instruction.name == "barrier":
-            continue  # barriers change nothing a backend computes
+        if instruction.name in UNTOKENISED:
+            continue
         token = instruction_token(instruction)
         if operations is not None:
             operations.append(sys.intern(token))
