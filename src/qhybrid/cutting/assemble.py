@@ -14,15 +14,17 @@ compares every round-trip problem's subexperiments with upstream's.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from qiskit import ClassicalRegister, QuantumCircuit
-from qiskit.circuit import CircuitInstruction, Measure, Qubit
+from qiskit.circuit import CircuitInstruction, Clbit, Measure, Qubit
 from qiskit.circuit.library import HGate, SXGate
 from qiskit_addon_cutting.qpd import BaseQPDGate, SingleQubitQPDGate
 from qiskit_addon_cutting.utils.observable_grouping import CommutingObservableGroup
 
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
+from qhybrid.cutting.fingerprint import UNTOKENISED, fingerprint_of_tokens, instruction_token, placed_token
 
 
 class SubcircuitTemplate:
@@ -53,22 +55,45 @@ class SubcircuitTemplate:
                 if isinstance(operation, SingleQubitQPDGate):
                     self.gates[position] = operation
         self.supported = set(qpd_positions) == set(self.cut_at) == set(self.gates)
+        # Each instruction's fingerprint entry (bare token, placed token), read once here: every
+        # subexperiment built from this template repeats them (the subcircuit's clbits keep
+        # their indices, and the registers a subexperiment adds come after them).
+        self.fingerprinted = self.supported and self.subcircuit.num_clbits == 0
+        self.entries: dict[int, tuple[str, str]] = {}
+        if self.fingerprinted:
+            for position, instruction in enumerate(self.instructions):
+                if position not in self.gates and instruction.name not in UNTOKENISED:
+                    self.entries[position] = _entry(instruction, self.qubit_index, {})
 
     def build(self, group: CommutingObservableGroup, map_ids: Sequence[int]) -> QuantumCircuit:
         """Return the subexperiment for one observable group and one local map per QPD gate."""
+        return self.build_fingerprinted(group, map_ids)[0]
+
+    def build_fingerprinted(
+        self, group: CommutingObservableGroup, map_ids: Sequence[int]
+    ) -> tuple[QuantumCircuit, str | None]:
+        """Return :meth:`build`'s subexperiment and its :func:`circuit_fingerprint`.
+
+        The fingerprint is computed from the template's entries and those of the operations
+        added, not by reading the circuit back (None when the subcircuit has classical bits
+        of its own: then the caller fingerprints the circuit).
+        """
         circuit = self.subcircuit.copy_empty_like()
         observable_qubits = group.pauli_indices or [0]  # upstream measures one qubit at least
         observable = ClassicalRegister(len(observable_qubits), name=OBSERVABLE_REGISTER)
         circuit.add_register(observable)
         body: list[tuple[CircuitInstruction | None, str, tuple[Qubit, ...]]] = []
+        positions: list[int | None] = []  # the template position of each body entry (None: a local op)
         measured: list[Qubit] = []  # the qubit of each QPD measurement, in order
         for position, instruction in enumerate(self.instructions):
             gate = self.gates.get(position)
             if gate is None:
                 body.append((instruction, instruction.name, instruction.qubits))
+                positions.append(position)
                 continue
             (qubit,) = instruction.qubits
             for operation in gate.basis.maps[map_ids[self.cut_at[position]]][gate.qubit_id]:
+                positions.append(None)
                 if operation.name.lower() == "qpd_measure":
                     measured.append(qubit)
                     body.append((None, "measure", (qubit,)))
@@ -84,18 +109,46 @@ class SubcircuitTemplate:
                 tail.append(CircuitInstruction(SXGate() if z[q] else HGate(), (qubits[q],)))
             tail.append(CircuitInstruction(Measure(), (qubits[q],), (observable[clbit],)))
         kept = _without_idle_resets([(name, wires) for _, name, wires in body], self.qubit_index, tail)
+        clbit_index = {bit: i for i, bit in enumerate(circuit.clbits)}
+        entries: list[tuple[str, str]] = []
         measure_number = 0
-        for keep, (instruction, name, wires) in zip(kept, body, strict=True):
+        for source, keep, (instruction, name, wires) in zip(positions, kept, body, strict=True):
             if name == "measure" and instruction is None:
                 if keep:
-                    circuit._append(CircuitInstruction(Measure(), wires, (qpd[measure_number],)))
+                    measure = CircuitInstruction(Measure(), wires, (qpd[measure_number],))
+                    circuit._append(measure)
+                    if self.fingerprinted:
+                        entries.append(_entry(measure, self.qubit_index, clbit_index))
                 measure_number += 1
             elif keep:
                 assert instruction is not None
                 circuit._append(instruction)
+                if self.fingerprinted and name not in UNTOKENISED:
+                    known = self.entries.get(source) if source is not None else None
+                    entries.append(known or _entry(instruction, self.qubit_index, clbit_index))
         for instruction in tail:
             circuit._append(instruction)
-        return circuit
+            if self.fingerprinted:
+                entries.append(_entry(instruction, self.qubit_index, clbit_index))
+        if not self.fingerprinted:
+            return circuit, None
+        fingerprint = fingerprint_of_tokens(
+            circuit.num_qubits,
+            circuit.num_clbits,
+            [(register.name, register.size) for register in circuit.cregs],
+            [placed for _, placed in entries],
+            [bare for bare, _ in entries],
+        )
+        return circuit, fingerprint
+
+
+def _entry(
+    instruction: CircuitInstruction, qubit_index: dict[Qubit, int], clbit_index: dict[Clbit, int]
+) -> tuple[str, str]:
+    """An instruction's bare fingerprint token (interned) and its placed token."""
+    token = sys.intern(instruction_token(instruction))
+    qubits = [qubit_index[q] for q in instruction.qubits]
+    return token, placed_token(token, qubits, [clbit_index[c] for c in instruction.clbits])
 
 
 def _without_idle_resets(

@@ -12,6 +12,7 @@ import hashlib
 import struct
 import sys
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import numpy as np
 from qiskit.circuit import CircuitInstruction, Instruction, ParameterExpression, QuantumCircuit
@@ -86,6 +87,11 @@ def instruction_token(instruction: CircuitInstruction) -> str:
     return operation_token(instruction.operation)
 
 
+def placed_token(token: str, qubits: Sequence[int], clbits: Sequence[int]) -> str:
+    """Return an instruction's entry in a fingerprint: its token on its qubit and clbit indices."""
+    return f"{token}[{','.join(map(str, qubits))}][{','.join(map(str, clbits))}];"
+
+
 def _body_tokens(circuit: QuantumCircuit, operations: list[str] | None = None) -> list[str]:
     """Return each instruction's token with its wires; ``operations`` gets the bare tokens, in order."""
     qubit_index = {bit: i for i, bit in enumerate(circuit.qubits)}
@@ -97,9 +103,8 @@ def _body_tokens(circuit: QuantumCircuit, operations: list[str] | None = None) -
         token = instruction_token(instruction)
         if operations is not None:
             operations.append(sys.intern(token))
-        qubits = ",".join(str(qubit_index[q]) for q in instruction.qubits)
-        clbits = ",".join(str(clbit_index[c]) for c in instruction.clbits)
-        tokens.append(f"{token}[{qubits}][{clbits}];")
+        qubits = [qubit_index[q] for q in instruction.qubits]
+        tokens.append(placed_token(token, qubits, [clbit_index[c] for c in instruction.clbits]))
     return tokens
 
 
@@ -125,12 +130,30 @@ def circuit_fingerprint(circuit: QuantumCircuit) -> str:
     backends read outcomes by register (observable bits, QPD bits), so two circuits
     that differ only there are run differently.
     """
-    digest = hashlib.sha256(_FINGERPRINT_SCHEMA)
-    digest.update(struct.pack("<II", circuit.num_qubits, circuit.num_clbits))
-    tokens = [f"creg:{creg.name}:{creg.size};" for creg in circuit.cregs]
     operations: list[str] = []
-    tokens += _body_tokens(circuit, operations)
-    digest.update("".join(tokens).encode())
+    body = _body_tokens(circuit, operations)
+    registers = [(creg.name, creg.size) for creg in circuit.cregs]
+    return fingerprint_of_tokens(circuit.num_qubits, circuit.num_clbits, registers, body, operations)
+
+
+def fingerprint_of_tokens(
+    num_qubits: int,
+    num_clbits: int,
+    registers: Sequence[tuple[str, int]],
+    body: Sequence[str],
+    operations: Sequence[str],
+) -> str:
+    """Return :func:`circuit_fingerprint` of a circuit given as its parts, and keep its bare tokens.
+
+    ``registers``: the classical registers' (name, size), in order; ``body``: each
+    instruction's :func:`placed_token`, barriers left out; ``operations``: the same
+    instructions' bare tokens (interned), for :func:`known_instruction_tokens`. A builder
+    that knows these for the circuit it builds spares reading every instruction back.
+    """
+    digest = hashlib.sha256(_FINGERPRINT_SCHEMA)
+    digest.update(struct.pack("<II", num_qubits, num_clbits))
+    tokens = [f"creg:{name}:{size};" for name, size in registers]
+    digest.update("".join([*tokens, *body]).encode())
     fingerprint = digest.hexdigest()
     _TOKENS[fingerprint] = tuple(operations)
     while len(_TOKENS) > _TOKENS_KEPT:

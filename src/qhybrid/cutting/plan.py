@@ -105,31 +105,53 @@ def generate_subexperiments(
     are built once and the same circuit object is listed at each of their
     positions. On the reference workload that builds 250 circuits instead of 432.
     """
+    experiments, coefficients, _ = generate_fingerprinted_subexperiments(subcircuits, subobservables)
+    return experiments, coefficients
+
+
+def generate_fingerprinted_subexperiments(
+    subcircuits: Mapping[str, QuantumCircuit], subobservables: Mapping[str, PauliList]
+) -> tuple[dict[str, list[QuantumCircuit]], list[tuple[float, Any]], dict[int, str]]:
+    """:func:`generate_subexperiments`, plus each built circuit's fingerprint by ``id(circuit)``.
+
+    The fingerprints come from the subcircuit templates, the same :func:`circuit_fingerprint`
+    gives without reading every circuit back; a circuit built by upstream's decomposition
+    has none here (:func:`build_plan` computes it).
+    """
     build = subexperiment_builder(subcircuits)
     built: dict[tuple[Any, ...], QuantumCircuit] = {}
+    fingerprints: dict[int, str] = {}
     experiments: dict[str, list[QuantumCircuit]] = {str(label): [] for label in subcircuits}
     coefficients: list[tuple[float, Any]] = []
     for coefficient, weight_type, positions in walk_qpd(subcircuits, subobservables):
         coefficients.append((coefficient, weight_type))
         for label, group, local_ids, key in positions:
             if key not in built:
-                built[key] = build(label, group, local_ids)
+                circuit, fingerprint = build(label, group, local_ids)
+                built[key] = circuit
+                if fingerprint is not None:
+                    fingerprints[id(circuit)] = fingerprint
             experiments[str(label)].append(built[key])
-    return experiments, coefficients
+    return experiments, coefficients, fingerprints
 
 
 def subexperiment_builder(
     subcircuits: Mapping[str, QuantumCircuit],
-) -> Callable[[str, CommutingObservableGroup, tuple[int, ...]], QuantumCircuit]:
-    """Return ``build(label, group, local_ids)``: the subexperiment at one :func:`walk_qpd` position."""
+) -> Callable[[str, CommutingObservableGroup, tuple[int, ...]], tuple[QuantumCircuit, str | None]]:
+    """Return ``build(label, group, local_ids)``: the subexperiment at one :func:`walk_qpd` position.
+
+    It comes with its fingerprint when its template computed one (else None).
+    """
     gate_ids, _ = _get_mapping_ids_by_partition(dict(subcircuits))
     templates = {label: SubcircuitTemplate(subcircuits[label], gate_ids[label]) for label in subcircuits}
 
-    def build(label: str, group: CommutingObservableGroup, local_ids: tuple[int, ...]) -> QuantumCircuit:
+    def build(
+        label: str, group: CommutingObservableGroup, local_ids: tuple[int, ...]
+    ) -> tuple[QuantumCircuit, str | None]:
         template = templates[label]
         if template.supported:
-            return template.build(group, local_ids)
-        return _build_subexperiment(subcircuits[label], group, gate_ids[label], local_ids)
+            return template.build_fingerprinted(group, local_ids)
+        return _build_subexperiment(subcircuits[label], group, gate_ids[label], local_ids), None
 
     return build
 
@@ -217,15 +239,18 @@ def build_plan(
     policy: WidthPolicy,
     run_seed: int,
     dedupe: bool = True,
+    known_fingerprints: Mapping[int, str] | None = None,
 ) -> tuple[CuttingPlan, list[QuantumCircuit]]:
     """Deduplicate subexperiments by content and assign each a backend and a seed.
 
     Returns the plan and the unique circuits in plan order. ``dedupe=False``
     keeps every subexperiment separate (used to compare with the plain flow).
+    ``known_fingerprints``: circuits' fingerprints by ``id(circuit)``, already computed
+    (:func:`generate_fingerprinted_subexperiments`); the rest are computed here.
     """
     labels = tuple(str(label) for label in subobservables)
     seen: dict[str, int] = {}
-    fingerprints: dict[int, str] = {}
+    fingerprints: dict[int, str] = dict(known_fingerprints or {})
     unique: list[UniqueSubexperiment] = []
     circuits: list[QuantumCircuit] = []
     index: dict[str, np.ndarray] = {}

@@ -20,7 +20,7 @@ from qhybrid.cache.session import OFF, CacheSettings, session_for
 from qhybrid.cost import PriceTable
 from qhybrid.cutting.fingerprint import circuit_fingerprint, observable_fingerprint
 from qhybrid.cutting.observables import format_pauli_sum
-from qhybrid.cutting.plan import CuttingPlan, build_plan, generate_subexperiments
+from qhybrid.cutting.plan import CuttingPlan, build_plan, generate_fingerprinted_subexperiments
 from qhybrid.cutting.policies import get_policy
 from qhybrid.cutting.problem import CuttingProblem
 from qhybrid.errors import InputError, RunDirError
@@ -202,13 +202,16 @@ def generate(
 def plan_of(spec: RunSpec) -> tuple[CuttingProblem, CuttingPlan, list[QuantumCircuit]]:
     """Partition the spec's problem and build its deduplicated plan and unique circuits."""
     problem = problem_of(spec)
-    subexperiments, coefficients = generate_subexperiments(problem.subcircuits, problem.subobservables)
+    subexperiments, coefficients, fingerprints = generate_fingerprinted_subexperiments(
+        problem.subcircuits, problem.subobservables
+    )
     plan, circuits = build_plan(
         subexperiments,
         coefficients,
         problem.subobservables,
         policy=get_policy(spec.policy),
         run_seed=spec.seed,
+        known_fingerprints=fingerprints,
     )
     return problem, plan, circuits
 
