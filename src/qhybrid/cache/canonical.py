@@ -293,7 +293,7 @@ def _simplify(ops: list[_Op], num_qubits: int) -> list[_Op]:
 
 
 def _wire_graph(
-    ops: list[_Op], num_qubits: int
+    ops: list[_Op], num_qubits: int, *, labelled: bool = True
 ) -> tuple[list[list[int]], list[list[tuple[int, str]]], dict[tuple[str, int], int]]:
     """Return each op's predecessors (ordering), and the labelled adjacency of the colour graph.
 
@@ -303,11 +303,12 @@ def _wire_graph(
     it, and the next non-diagonal operation depends on all of them. The QPD's local
     operations at a cut are diagonal, which is what makes two halves of a symmetric circuit
     one circuit relabelled. Nodes: ops 0..m-1, then one input node per qubit, then one node
-    per classical bit.
+    per classical bit. ``labelled=False`` computes only the predecessors (the colour graph,
+    most of the cost, comes back empty): the graph is needed only when refinement runs.
     """
     m = len(ops)
     clbit_node: dict[tuple[str, int], int] = {}
-    adjacency: list[list[tuple[int, str]]] = [[] for _ in range(m + num_qubits)]
+    adjacency: list[list[tuple[int, str]]] = [[] for _ in range(m + num_qubits)] if labelled else []
     # Per wire: the last non-diagonal op (or the input node) and the diagonal ops since, as (node, slot).
     anchor: list[tuple[int, int]] = [(m + q, 0) for q in range(num_qubits)]
     block: list[list[tuple[int, int]]] = [[] for _ in range(num_qubits)]
@@ -320,8 +321,9 @@ def _wire_graph(
             slot = 0 if symmetric else position
             before = [anchor[q]] if diagonal or not block[q] else block[q]
             for node, their_slot in before:
-                adjacency[j].append((node, f"P{slot}.{their_slot}"))
-                adjacency[node].append((j, f"S{their_slot}.{slot}"))
+                if labelled:
+                    adjacency[j].append((node, f"P{slot}.{their_slot}"))
+                    adjacency[node].append((j, f"S{their_slot}.{slot}"))
                 if node < m:
                     predecessors[j].append(node)
             if diagonal:
@@ -329,11 +331,12 @@ def _wire_graph(
             else:
                 anchor[q], block[q] = (j, slot), []
         for bit in op.clbits:
-            if bit not in clbit_node:
-                clbit_node[bit] = len(adjacency)
-                adjacency.append([])
-            adjacency[j].append((clbit_node[bit], "C"))
-            adjacency[clbit_node[bit]].append((j, "C"))
+            if labelled:
+                if bit not in clbit_node:
+                    clbit_node[bit] = len(adjacency)
+                    adjacency.append([])
+                adjacency[j].append((clbit_node[bit], "C"))
+                adjacency[clbit_node[bit]].append((j, "C"))
             if bit in last_on_clbit:
                 predecessors[j].append(last_on_clbit[bit])
             last_on_clbit[bit] = j
@@ -426,12 +429,14 @@ def canonical_form(circuit: QuantumCircuit, tokens: Sequence[str] | None = None)
     raw, num_observable, _ = _operations(circuit, tokens)
     n = circuit.num_qubits
     ops = _simplify(raw, n)
-    predecessors, adjacency, clbit_nodes = _wire_graph(ops, n)
+    # The labelled graph is only read when the wire signatures below leave ties: built then.
+    predecessors, _, _ = _wire_graph(ops, n, labelled=False)
     successors = _successors(ops, predecessors)
     # What each wire sees, in order (runs of diagonal ops as multisets): label-invariant and
     # cheap. Usually it tells every qubit apart; only ties need colour refinement.
     qubit_colour = _wire_signatures(ops, n)
     if len(set(qubit_colour)) < n:
+        _, adjacency, clbit_nodes = _wire_graph(ops, n)
         initial = [op.token for op in ops] + qubit_colour + [""] * len(clbit_nodes)
         for (kind, _), node in clbit_nodes.items():  # classical bits are coloured by their role
             initial[node] = kind
