@@ -372,17 +372,21 @@ def _serialise(
     ops: list[_Op], predecessors: list[list[int]], successors: list[list[int]], labels: tuple[int, ...]
 ) -> tuple[str, tuple[int, ...], dict[int, int]]:
     """Write ops in the canonical topological order for a labelling; return text and bit maps."""
-
-    def key(j: int) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
-        op = ops[j]
-        return (
+    # Every op's sort key, all at once: (token, qubits under the labelling, classical roles).
+    keys = [
+        (
             op.token,
-            tuple(_slot_order(op.name, [labels[q] for q in op.qubits])),
+            tuple(
+                sorted(labels[q] for q in op.qubits)
+                if op.name in _SYMMETRIC
+                else (labels[q] for q in op.qubits)
+            ),
             tuple(kind for kind, _ in op.clbits),
         )
-
+        for op in ops
+    ]
     waiting = [len(p) for p in predecessors]
-    ready = [(key(j), j) for j in range(len(ops)) if waiting[j] == 0]
+    ready = [(keys[j], j) for j in range(len(ops)) if waiting[j] == 0]
     heapq.heapify(ready)
     observable: dict[int, int] = {}
     qpd: dict[int, int] = {}
@@ -399,7 +403,7 @@ def _serialise(
         for s in successors[j]:
             waiting[s] -= 1
             if waiting[s] == 0:
-                heapq.heappush(ready, (key(s), s))
+                heapq.heappush(ready, (keys[s], s))
     return "".join(parts), tuple(order), observable | {-1 - k: v for k, v in qpd.items()}
 
 
