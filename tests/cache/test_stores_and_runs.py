@@ -78,6 +78,46 @@ def test_a_corrupt_entry_reads_as_a_miss_and_is_counted(tmp_path):
     assert third["cache"]["errors"] == 0 and third["cache"]["computed"] == 0
 
 
+def test_a_peek_serves_the_lookup_after_it_counted_as_read(tmp_path, monkeypatch):
+    """A warm run's plan memo peeks at every result; its real lookup then reads none twice."""
+    from qhybrid.cache.entries import ResultEntry
+    from qhybrid.cache.session import CacheSession
+
+    entry = ResultEntry(
+        check="c", normal="n", fingerprint="f", identity="i", qubits="", provenance={"run": "r"},
+        distribution=OutcomeDistribution(np.array([0, 3], dtype=np.uint64), np.array([0.5, 0.5]), 1, None),
+        circuit_qpy=b"",
+    )  # fmt: skip
+    stored, missing, damaged = (f"{RESULT_PREFIX}{n}".encode() for n in ("kept", "none", "bad"))
+    session = CacheSession(CacheSettings(location=str(tmp_path / "lmdb")))
+    session.put_many([(stored, entry)])
+    session._open("put").put_if_absent(damaged, b"QHC1 not an entry")
+    peeked = session.get_many([stored, missing, damaged], peek=True)
+    assert peeked[0] is not None and peeked[1:] == [None, None]
+    assert session.counts["bytes_read"] == 0 and session.counts["corrupt"] == 0  # a peek counts nothing
+    asked: list[list[bytes]] = []
+    read = LmdbStore.get_many
+
+    def spy(self, keys):
+        asked.append(list(keys))
+        return read(self, keys)
+
+    monkeypatch.setattr(LmdbStore, "get_many", spy)
+    found = session.get_many([stored, missing, damaged])
+    assert asked == [[missing, damaged]]  # what the peek found is not read again
+    assert (
+        found[0] is not None
+        and found[0].distribution.weights.tobytes() == entry.distribution.weights.tobytes()
+    )
+    assert found[1:] == [None, None]
+    # The peeked entry counts as the read it stands for; the damaged one is read (and counted) now.
+    assert session.counts["bytes_read"] == len(encode_result(entry)) + len(b"QHC1 not an entry")
+    assert (
+        session.counts["corrupt"] == 1
+    )  # the damaged entry is still counted (and dropped) by the real lookup
+    assert session.get_many([stored])[0] is not None and asked[-1] == [stored]  # a peek serves once
+
+
 def test_entries_round_trip_without_pickle():
     distribution = OutcomeDistribution(np.array([1, 5], dtype=np.uint64), np.array([0.25, 0.75]), 2, None)
     from qhybrid.cache.entries import ResultEntry

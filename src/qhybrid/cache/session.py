@@ -99,6 +99,9 @@ class CacheSession:
         self._store: ResultStore | None = None
         self._failed_at: float | None = None
         self._memory: OrderedDict[bytes, ResultEntry] = OrderedDict()
+        # What the last peek read and decoded (entry, stored size): the real lookup that follows
+        # it (a warm run's plan memo, then its hits) takes them from here instead of the store.
+        self._peeked: dict[bytes, tuple[ResultEntry, int]] = {}
 
     def _open(self, operation: str) -> ResultStore | None:
         if self.location is None:
@@ -148,37 +151,56 @@ class CacheSession:
         """Look keys up in the store; failures and corrupt entries count and read as misses.
 
         ``peek`` only asks whether entries are there and sound (a plan memo's check): a corrupt
-        one reads as a miss without being counted or removed, which the real lookup does.
+        one reads as a miss without being counted or removed, which the real lookup does. The
+        sound entries a peek read are kept for the next real lookup, which takes them as read
+        from the store (entries are written once, so they cannot have changed), counted the same.
         """
         store = self._open("get")
         if store is None or not keys:
             if store is None and self.location is not None:
                 self.counts["unavailable"] += len(keys)  # looked up nowhere: the store is failing
             return [None] * len(keys)
+        peeked, self._peeked = self._peeked, {}
+        unread = [key for key in keys if key not in peeked]
         try:
-            values = store.get_many(keys)
+            read = dict(zip(unread, store.get_many(unread), strict=True)) if unread else {}
         except Exception as error:  # noqa: BLE001 - an unavailable cache never fails a run
             self._fail("get", error)
             return [None] * len(keys)
         entries: list[ResultEntry | None] = []
-        for key, value in zip(keys, values, strict=True):
+        for key in keys:
+            if key in peeked:
+                entry, size = peeked[key]
+                if peek:
+                    self._peeked[key] = peeked[key]
+                else:
+                    self._count_read(size)
+                entries.append(entry)
+                continue
+            value = read[key]
             if value is None:
                 entries.append(None)
                 continue
             if not peek:
-                BYTES.labels(self.kind, "read").inc(len(value))
-                self.counts["bytes_read"] += len(value)
+                self._count_read(len(value))
             try:
-                entries.append(decode_result(bytes(value)))
+                entry = decode_result(bytes(value))
             except CorruptEntry as error:
+                entries.append(None)
                 if peek:
-                    entries.append(None)
                     continue
                 self.counts["corrupt"] += 1
                 self._count_error("decode", error)
-                entries.append(None)
                 self._drop(store, key)  # else write-once would keep the damaged entry forever
+                continue
+            if peek:
+                self._peeked[key] = (entry, len(value))
+            entries.append(entry)
         return entries
+
+    def _count_read(self, size: int) -> None:
+        BYTES.labels(self.kind, "read").inc(size)
+        self.counts["bytes_read"] += size
 
     def _drop(self, store: ResultStore, key: bytes) -> None:
         try:

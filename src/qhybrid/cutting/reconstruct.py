@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from qiskit.quantum_info import Pauli, PauliList
+from qiskit.quantum_info import Pauli
 from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
 
 from qhybrid.cutting.outcomes import OutcomeDistribution
-from qhybrid.cutting.plan import CuttingPlan
+from qhybrid.cutting.plan import CuttingPlan, observable_collection
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,7 @@ def reconstruct(
         raise ValueError(f"{len(distributions)} results for {len(plan.unique)} unique subexperiments")
     num_samples = len(plan.coefficients)
     num_terms = len(observable_coeffs)
-    collections = {
-        label: ObservableCollection(PauliList(list(plan.subobservables[label]))) for label in plan.labels
-    }
+    collections = {label: observable_collection(plan.subobservables[label]) for label in plan.labels}
     # values[label][g]: (num_samples, terms in group g) expectation values.
     values: dict[str, list[np.ndarray]] = {}
     signs_cache: dict[tuple[int, str, int], np.ndarray] = {}

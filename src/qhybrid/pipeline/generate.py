@@ -130,7 +130,7 @@ def generate(
             "prices": priced,
             "cpu_seconds": time.process_time() - cpu_started,
         }
-        atomic.write_json(run_dir.manifest_file, remembered)
+        atomic.write_json(run_dir.manifest_file, remembered, compact=True)
         assert session is not None  # a memo comes only from a cache
         served = serve_cached(run_dir, session)
         return {**run_dir.generated().manifest, "cached_before_execute": served}
@@ -188,7 +188,7 @@ def generate(
         manifest["qubits"] = original_qubits(spec, plan)
         timings["canonical_forms"] = time.perf_counter() - canonical_started
     manifest["cpu_seconds"] = time.process_time() - cpu_started
-    atomic.write_json(run_dir.manifest_file, manifest)  # last: its presence means "generated"
+    atomic.write_json(run_dir.manifest_file, manifest, compact=True)  # last: its presence means "generated"
     if session is not None:
         remember_plan(session, spec, manifest, circuit_qasm)
     # An in-process execute then uses these circuits instead of reading back the QPY
@@ -245,7 +245,9 @@ def write_missing_shards(run_dir: RunDir) -> None:
         regenerate_circuits(run_dir)
     circuits = run.circuits_for(range(len(run.plan.unique)))
     hashes = write_shards(run_dir, circuits)
-    atomic.write_json(run_dir.manifest_file, {**run.manifest, "shards_written": True, "shard_sha256": hashes})
+    atomic.write_json(
+        run_dir.manifest_file, {**run.manifest, "shards_written": True, "shard_sha256": hashes}, compact=True
+    )
     run_dir.generated().hold_circuits(circuits)
 
 
