@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -36,9 +37,27 @@ class CanonicalRef:
         outcomes = canonical.outcomes
         low = np.uint64((1 << canonical.num_observable_bits) - 1)
         mapped = outcomes & ~low  # the QPD parity bit does not move
-        for bit, canonical_bit in enumerate(self.observable_bits):
-            mapped |= ((outcomes >> np.uint64(canonical_bit)) & np.uint64(1)) << np.uint64(bit)
+        if canonical.num_observable_bits <= _TABLE_BITS:
+            mapped |= _moved_bits(self.observable_bits)[(outcomes & low).astype(np.intp)]
+        else:
+            for bit, canonical_bit in enumerate(self.observable_bits):
+                mapped |= ((outcomes >> np.uint64(canonical_bit)) & np.uint64(1)) << np.uint64(bit)
         order = np.argsort(mapped, kind="stable")
         return OutcomeDistribution(
             mapped[order], canonical.weights[order], canonical.num_observable_bits, canonical.shots
         )
+
+
+# Up to this many observable bits a lookup table (2**bits entries, 512 KiB at 16) maps them.
+_TABLE_BITS = 16
+
+
+@lru_cache(maxsize=256)
+def _moved_bits(observable_bits: tuple[int, ...]) -> np.ndarray:
+    """Per value of the canonical observable bits, the circuit's observable bits it stands for."""
+    values = np.arange(1 << len(observable_bits), dtype=np.uint64)
+    table = np.zeros_like(values)
+    for bit, canonical_bit in enumerate(observable_bits):
+        table |= ((values >> np.uint64(canonical_bit)) & np.uint64(1)) << np.uint64(bit)
+    table.setflags(write=False)
+    return table

@@ -14,6 +14,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from prometheus_client import Counter as MetricCounter
@@ -262,7 +263,13 @@ class CacheSession:
     def count(self, outcome: str, n: int = 1) -> None:
         """Count lookups by outcome (``hit_exact``, ``miss``, ...) here and in the metrics."""
         self.counts[outcome] += n
-        LOOKUPS.labels(self.kind, outcome).inc(n)
+        _lookups(self.kind, outcome).inc(n)
+
+
+@cache
+def _lookups(store: str, outcome: str) -> Any:
+    """The lookup counter's child for a store and outcome (found once: a run counts thousands)."""
+    return LOOKUPS.labels(store, outcome)
 
 
 _sessions: dict[CacheSettings, CacheSession] = {}
