@@ -56,8 +56,8 @@ class SubcircuitTemplate:
                     self.gates[position] = operation
         self.supported = set(qpd_positions) == set(self.cut_at) == set(self.gates)
         # Each instruction's fingerprint entry (bare token, placed token), read once here: every
-        # subexperiment built from this template repeats them (the subcircuit's clbits keep
-        # their indices, and the registers a subexperiment adds come after them).
+        # subexperiment built from this template repeats them. Only for a subcircuit without
+        # classical bits of its own, so that the registers a subexperiment adds are its only ones.
         self.fingerprinted = self.supported and self.subcircuit.num_clbits == 0
         self.entries: dict[int, tuple[str, str]] = {}
         if self.fingerprinted:
