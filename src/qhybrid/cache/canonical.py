@@ -377,11 +377,7 @@ def _serialise(
     keys = [
         (
             op.token,
-            tuple(
-                sorted(labels[q] for q in op.qubits)
-                if op.name in _SYMMETRIC
-                else (labels[q] for q in op.qubits)
-            ),
+            tuple(_slot_order(op.name, [labels[q] for q in op.qubits])),
             tuple(kind for kind, _ in op.clbits),
         )
         for op in ops

@@ -38,10 +38,9 @@ class CanonicalRef:
         low = np.uint64((1 << canonical.num_observable_bits) - 1)
         mapped = outcomes & ~low  # the QPD parity bit does not move
         if canonical.num_observable_bits <= _TABLE_BITS:
-            mapped |= _moved_bits(self.observable_bits)[(outcomes & low).astype(np.intp)]
+            mapped |= _moved_bits_table(self.observable_bits)[(outcomes & low).astype(np.intp)]
         else:
-            for bit, canonical_bit in enumerate(self.observable_bits):
-                mapped |= ((outcomes >> np.uint64(canonical_bit)) & np.uint64(1)) << np.uint64(bit)
+            mapped |= _moved_bits(outcomes, self.observable_bits)
         order = np.argsort(mapped, kind="stable")
         return OutcomeDistribution(
             mapped[order], canonical.weights[order], canonical.num_observable_bits, canonical.shots
@@ -52,12 +51,17 @@ class CanonicalRef:
 _TABLE_BITS = 16
 
 
-@lru_cache(maxsize=256)
-def _moved_bits(observable_bits: tuple[int, ...]) -> np.ndarray:
-    """Per value of the canonical observable bits, the circuit's observable bits it stands for."""
-    values = np.arange(1 << len(observable_bits), dtype=np.uint64)
-    table = np.zeros_like(values)
+def _moved_bits(values: np.ndarray, observable_bits: tuple[int, ...]) -> np.ndarray:
+    """The circuit's observable bits each value's canonical observable bits stand for."""
+    moved = np.zeros_like(values)
     for bit, canonical_bit in enumerate(observable_bits):
-        table |= ((values >> np.uint64(canonical_bit)) & np.uint64(1)) << np.uint64(bit)
+        moved |= ((values >> np.uint64(canonical_bit)) & np.uint64(1)) << np.uint64(bit)
+    return moved
+
+
+@lru_cache(maxsize=256)
+def _moved_bits_table(observable_bits: tuple[int, ...]) -> np.ndarray:
+    """:func:`_moved_bits` of every value of the canonical observable bits, as a lookup table."""
+    table = _moved_bits(np.arange(1 << len(observable_bits), dtype=np.uint64), observable_bits)
     table.setflags(write=False)
     return table

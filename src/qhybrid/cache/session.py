@@ -200,7 +200,7 @@ class CacheSession:
         return entries
 
     def _count_read(self, size: int) -> None:
-        BYTES.labels(self.kind, "read").inc(size)
+        _child(BYTES, self.kind, "read").inc(size)
         self.counts["bytes_read"] += size
 
     def _drop(self, store: ResultStore, key: bytes) -> None:
@@ -211,7 +211,7 @@ class CacheSession:
 
     def _count_error(self, operation: str, error: BaseException) -> None:
         self.counts["errors"] += 1
-        ERRORS.labels(self.kind, operation).inc()
+        _child(ERRORS, self.kind, operation).inc()
 
     def put_many(self, entries: Sequence[tuple[bytes, ResultEntry]]) -> None:
         """Write entries once each, in one transaction; a full or dead store is counted, never raised."""
@@ -228,7 +228,7 @@ class CacheSession:
             if done:
                 self.counts["written"] += 1
                 self.counts["bytes_written"] += len(value)
-                BYTES.labels(self.kind, "written").inc(len(value))
+                _child(BYTES, self.kind, "written").inc(len(value))
 
     def get_document(self, key: bytes, kind: str) -> tuple[str, Any] | None:
         """Return (check, document) stored under ``key``, or None (absent, unreachable, corrupt)."""
@@ -263,13 +263,13 @@ class CacheSession:
     def count(self, outcome: str, n: int = 1) -> None:
         """Count lookups by outcome (``hit_exact``, ``miss``, ...) here and in the metrics."""
         self.counts[outcome] += n
-        _lookups(self.kind, outcome).inc(n)
+        _child(LOOKUPS, self.kind, outcome).inc(n)
 
 
 @cache
-def _lookups(store: str, outcome: str) -> Any:
-    """The lookup counter's child for a store and outcome (found once: a run counts thousands)."""
-    return LOOKUPS.labels(store, outcome)
+def _child(metric: MetricCounter, store: str, what: str) -> Any:
+    """A counter's child for a store and outcome or operation (found once: a run counts thousands)."""
+    return metric.labels(store, what)
 
 
 _sessions: dict[CacheSettings, CacheSession] = {}

@@ -65,18 +65,14 @@ class SubcircuitTemplate:
                 if position not in self.gates and instruction.name not in UNTOKENISED:
                     self.entries[position] = _entry(instruction, self.qubit_index, {})
 
-    def build(self, group: CommutingObservableGroup, map_ids: Sequence[int]) -> QuantumCircuit:
-        """Return the subexperiment for one observable group and one local map per QPD gate."""
-        return self.build_fingerprinted(group, map_ids)[0]
-
     def build_fingerprinted(
         self, group: CommutingObservableGroup, map_ids: Sequence[int]
     ) -> tuple[QuantumCircuit, str | None]:
-        """Return :meth:`build`'s subexperiment and its :func:`circuit_fingerprint`.
+        """Return the subexperiment for one observable group and one local map per QPD gate.
 
-        The fingerprint is computed from the template's entries and those of the operations
-        added, not by reading the circuit back (None when the subcircuit has classical bits
-        of its own: then the caller fingerprints the circuit).
+        It comes with its :func:`circuit_fingerprint`, computed from the template's entries and
+        those of the operations added, not by reading the circuit back (None when the
+        subcircuit has classical bits of its own: then the caller fingerprints the circuit).
         """
         circuit = self.subcircuit.copy_empty_like()
         observable_qubits = group.pauli_indices or [0]  # upstream measures one qubit at least

@@ -72,7 +72,7 @@ def _exact_term_values(distributions: Sequence[OutcomeDistribution], masks: np.n
     for row, distribution in enumerate(distributions):
         if distribution.num_observable_bits != n_obs:
             raise ValueError(f"observable bits {distribution.num_observable_bits} and {n_obs} in one group")
-        dense[row, distribution.outcomes.astype(np.intp)] = distribution.weights
+        dense[row] = distribution.to_dense()
     signed = dense[:, : 1 << n_obs] - dense[:, 1 << n_obs :]
     # A few rows per transform keep its temporaries in a core's cache (the bits are the same).
     step = max(1, _CHUNK_VALUES >> n_obs)
