@@ -36,6 +36,7 @@ from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 from qiskit.circuit import CircuitInstruction
 
 from qhybrid.cache.canonical_ref import CanonicalRef
+from qhybrid.cache.gate_sets import DIAGONAL, DROPPED, ROTATIONS, SELF_INVERSE, SYMMETRIC, slot_order
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
 from qhybrid.cutting.fingerprint import UNTOKENISED, instruction_token
 from qhybrid.cutting.listing import Record
@@ -43,44 +44,15 @@ from qhybrid.cutting.listing import Record
 SCHEMA = "qhybrid-canonical-v1"
 # The most labellings tried per circuit: 6! covers a 6-qubit ring's reflections with room.
 MAX_LABELLINGS = 720
-_DROPPED = frozenset({"barrier", "delay", "id"})
-_SELF_INVERSE = frozenset({"h", "x", "y", "z", "cx", "cy", "cz", "ch", "swap", "ccx", "ccz", "cswap"})
-# One-angle rotations: a zero angle is the identity, and two in a row on the same qubits add.
-_ROTATIONS = frozenset(
-    {"rx", "ry", "rz", "p", "rxx", "ryy", "rzz", "rzx", "crx", "cry", "crz", "cp", "cu1", "u1"}
-)
-# Gates whose qubits can be swapped without changing the unitary: their slots are one slot.
-_SYMMETRIC = frozenset({"cz", "swap", "iswap", "rxx", "ryy", "rzz", "cp", "cu1", "ccz"})
-# Operations diagonal in the computational basis (a Z-basis measurement's projectors are too):
-# any two of them commute, so their order on a wire is not part of a circuit's meaning.
-_DIAGONAL = frozenset(
-    {
-        "z",
-        "s",
-        "sdg",
-        "t",
-        "tdg",
-        "rz",
-        "p",
-        "u1",
-        "cz",
-        "ccz",
-        "cp",
-        "cu1",
-        "crz",
-        "rzz",
-        "cs",
-        "csdg",
-        "measure",
-    }
-)
 
 
 class NotCanonicalisable(ValueError):
     """The circuit has something canonical forms do not cover (another register, control flow)."""
 
 
-class _Op(NamedTuple):  # a tuple: over 100,000 are made for a 24-qubit plan, and a tuple is made fastest
+class Operation(NamedTuple):
+    """One operation as canonical forms read it (a tuple: over 100,000 are made for a 24-qubit plan)."""
+
     name: str
     token: str
     qubits: tuple[int, ...]
@@ -100,7 +72,7 @@ class CanonicalForm:
     normal: str  # SHA-256 of the key and the labelling that reached it: equal exactly for circuits
     # that are the same up to stages 1-2 in their own labelling (tells hit kinds apart)
     observable_bits: tuple[int, ...]  # circuit's observable bit i is canonical bit observable_bits[i]
-    _ops: tuple[_Op, ...] = field(repr=False, compare=False)
+    _ops: tuple[Operation, ...] = field(repr=False, compare=False)
     _labels: tuple[int, ...] = field(repr=False, compare=False)
     _num_qpd: int = field(repr=False, compare=False)
 
@@ -139,37 +111,39 @@ class CanonicalForm:
                 else num_observable + qpd_order.setdefault(index, len(qpd_order))
                 for kind, index in op.clbits
             )
-            wires = _slot_order(op.name, [self._labels[q] for q in op.qubits])
+            wires = slot_order(op.name, [self._labels[q] for q in op.qubits])
             out.append((op.source, tuple(wires), clbits))
         return out
 
     def circuit(self) -> QuantumCircuit:
         """Build the canonical circuit: the one the simulators run for every circuit of this form."""
-        registers = [ClassicalRegister(len(self.observable_bits), OBSERVABLE_REGISTER)]
-        if self._num_qpd:
-            registers.append(ClassicalRegister(self._num_qpd, QPD_REGISTER))
-        out = QuantumCircuit(QuantumRegister(self.num_qubits, "q"), *registers)
-        qubits, clbits = out.qubits, out.clbits
-        for source, wires, bits in self.records():
-            out._append(
-                source.replace(qubits=tuple(qubits[w] for w in wires), clbits=tuple(clbits[c] for c in bits))
-            )
-        return out
+        return listing_circuit(self.num_qubits, len(self.observable_bits), self._num_qpd, self.records())
 
     def ref(self) -> CanonicalRef:
         """The form as plain data (no circuit)."""
         return CanonicalRef(self.key, self.check, self.normal, self.observable_bits)
 
 
+def listing_circuit(
+    num_qubits: int, num_observable: int, num_qpd: int, records: list[Record]
+) -> QuantumCircuit:
+    """Build a canonical circuit from its records: the observable register, then the QPD one (if any)."""
+    registers = [ClassicalRegister(num_observable, OBSERVABLE_REGISTER)]
+    if num_qpd:
+        registers.append(ClassicalRegister(num_qpd, QPD_REGISTER))
+    out = QuantumCircuit(QuantumRegister(num_qubits, "q"), *registers)
+    qubits, clbits = out.qubits, out.clbits
+    for source, wires, bits in records:
+        wired = source.replace(qubits=tuple(qubits[w] for w in wires), clbits=tuple(clbits[c] for c in bits))
+        out._append(wired)
+    return out
+
+
 def _digest8(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
-def _slot_order(name: str, labels: list[int]) -> list[int]:
-    return sorted(labels) if name in _SYMMETRIC else labels
-
-
-def _operations(circuit: QuantumCircuit, tokens: Sequence[str] | None) -> tuple[list[_Op], int, int]:
+def _operations(circuit: QuantumCircuit, tokens: Sequence[str] | None) -> tuple[list[Operation], int, int]:
     """Stage 1: the circuit's operations as tokens on qubit indices and role-named classical bits.
 
     ``tokens``: each non-barrier instruction's token, in order, when already known (the
@@ -196,22 +170,22 @@ def _operations(circuit: QuantumCircuit, tokens: Sequence[str] | None) -> tuple[
             token = next(known, None)
             if token is None:
                 raise ValueError(f"{len(tokens or ())} tokens for a longer circuit")
-        if name in _DROPPED:
+        if name in DROPPED:
             continue
         try:
             token = token if token is not None else instruction_token(instruction)
         except ValueError as error:
             raise NotCanonicalisable(str(error)) from None
         qubits = tuple(qubit_index[q] for q in instruction.qubits)
-        ops.append(_Op(name, token, qubits, tuple(roles[c] for c in instruction.clbits), instruction))
+        ops.append(Operation(name, token, qubits, tuple(roles[c] for c in instruction.clbits), instruction))
     if known is not None and next(known, None) is not None:
         raise ValueError(f"{len(tokens or ())} tokens for a shorter circuit")
     return ops, sizes["o"], sizes["p"]
 
 
-def _angle(op: _Op) -> float | None:
+def _angle(op: Operation) -> float | None:
     params = op.source.params
-    if op.name in _ROTATIONS and len(params) == 1:
+    if op.name in ROTATIONS and len(params) == 1:
         try:
             return float(params[0])
         except TypeError:
@@ -219,7 +193,9 @@ def _angle(op: _Op) -> float | None:
     return None
 
 
-def _partner(op: _Op, angle: float | None, out: list[_Op | None], wires: list[list[int]]) -> int | None:
+def _partner(
+    op: Operation, angle: float | None, out: list[Operation | None], wires: list[list[int]]
+) -> int | None:
     """Return the index of an earlier op that ``op`` cancels or merges with, if any.
 
     A non-diagonal op pairs only with the op right before it on all its wires. A diagonal
@@ -227,37 +203,37 @@ def _partner(op: _Op, angle: float | None, out: list[_Op | None], wires: list[li
     on the order in which commuting operations were written. ``angle`` is the op's rotation
     angle (None when it is not a one-angle rotation).
     """
-    if op.clbits or (op.name not in _SELF_INVERSE and angle is None):
+    if op.clbits or (op.name not in SELF_INVERSE and angle is None):
         return None
-    shape = _slot_order(op.name, list(op.qubits))
+    shape = slot_order(op.name, list(op.qubits))
     first = wires[op.qubits[0]]
     if not first:
         return None
     reach = (
-        range(len(first) - 1, -1, -1) if op.name in _DIAGONAL else range(len(first) - 1, len(first) - 2, -1)
+        range(len(first) - 1, -1, -1) if op.name in DIAGONAL else range(len(first) - 1, len(first) - 2, -1)
     )
     for position in reach:
         j = first[position]
         candidate = out[j]
         assert candidate is not None
-        if candidate.name == op.name and _slot_order(candidate.name, list(candidate.qubits)) == shape:
+        if candidate.name == op.name and slot_order(candidate.name, list(candidate.qubits)) == shape:
             if all(
-                j in wires[q] and all(out[k].name in _DIAGONAL for k in wires[q][wires[q].index(j) + 1 :])  # type: ignore[union-attr]
+                j in wires[q] and all(out[k].name in DIAGONAL for k in wires[q][wires[q].index(j) + 1 :])  # type: ignore[union-attr]
                 for q in op.qubits
-            ) and (op.name in _DIAGONAL or all(wires[q][-1] == j for q in op.qubits)):
+            ) and (op.name in DIAGONAL or all(wires[q][-1] == j for q in op.qubits)):
                 return j
-        if candidate.name not in _DIAGONAL:
+        if candidate.name not in DIAGONAL:
             return None
     return None
 
 
-def _simplify(ops: list[_Op], num_qubits: int) -> list[_Op]:
+def _simplify(ops: list[Operation], num_qubits: int) -> list[Operation]:
     """Stage 2: drop trivial identities, cancelling and merging pairs as they meet.
 
     Merged rotation angles are summed with ``math.fsum`` (correctly rounded), so the merged
     angle does not depend on the order the parts came in.
     """
-    out: list[_Op | None] = []
+    out: list[Operation | None] = []
     parts: dict[int, list[float]] = {}  # merged rotation at index -> the angles it sums
     wires: list[list[int]] = [[] for _ in range(num_qubits)]  # indices into out, per qubit
 
@@ -271,7 +247,7 @@ def _simplify(ops: list[_Op], num_qubits: int) -> list[_Op]:
         if j is not None:
             previous = out[j]
             assert previous is not None
-            if op.name in _SELF_INVERSE:
+            if op.name in SELF_INVERSE:
                 out[j] = None
                 for q in previous.qubits:
                     wires[q].remove(j)
@@ -285,7 +261,7 @@ def _simplify(ops: list[_Op], num_qubits: int) -> list[_Op]:
                     wires[q].remove(j)
                 continue
             merged = CircuitInstruction(type(op.source.operation)(total))
-            out[j] = _Op(op.name, instruction_token(merged), previous.qubits, (), merged)
+            out[j] = Operation(op.name, instruction_token(merged), previous.qubits, (), merged)
             continue
         out.append(op)
         for q in op.qubits:
@@ -294,7 +270,7 @@ def _simplify(ops: list[_Op], num_qubits: int) -> list[_Op]:
 
 
 def _wire_graph(
-    ops: list[_Op], num_qubits: int, *, labelled: bool = True
+    ops: list[Operation], num_qubits: int, *, labelled: bool = True
 ) -> tuple[list[list[int]], list[list[tuple[int, str]]], dict[tuple[str, int], int]]:
     """Return each op's predecessors (ordering), and the labelled adjacency of the colour graph.
 
@@ -316,8 +292,8 @@ def _wire_graph(
     last_on_clbit: dict[tuple[str, int], int] = {}
     predecessors: list[list[int]] = [[] for _ in range(m)]
     for j, op in enumerate(ops):
-        symmetric = op.name in _SYMMETRIC
-        diagonal = op.name in _DIAGONAL
+        symmetric = op.name in SYMMETRIC
+        diagonal = op.name in DIAGONAL
         for position, q in enumerate(op.qubits):
             slot = 0 if symmetric else position
             before = [anchor[q]] if diagonal or not block[q] else block[q]
@@ -360,7 +336,7 @@ def _refine(initial: list[str], adjacency: list[list[tuple[int, str]]]) -> list[
     return colour
 
 
-def _successors(ops: list[_Op], predecessors: list[list[int]]) -> list[list[int]]:
+def _successors(ops: list[Operation], predecessors: list[list[int]]) -> list[list[int]]:
     """Return each op's successors in the ordering DAG (the same for every labelling)."""
     successors: list[list[int]] = [[] for _ in ops]
     for j, before in enumerate(predecessors):
@@ -370,14 +346,14 @@ def _successors(ops: list[_Op], predecessors: list[list[int]]) -> list[list[int]
 
 
 def _serialise(
-    ops: list[_Op], predecessors: list[list[int]], successors: list[list[int]], labels: tuple[int, ...]
+    ops: list[Operation], predecessors: list[list[int]], successors: list[list[int]], labels: tuple[int, ...]
 ) -> tuple[str, tuple[int, ...], dict[int, int]]:
     """Write ops in the canonical topological order for a labelling; return text and bit maps."""
     # Every op's sort key, all at once: (token, qubits under the labelling, classical roles).
     keys = [
         (
             op.token,
-            tuple(_slot_order(op.name, [labels[q] for q in op.qubits])),
+            tuple(slot_order(op.name, [labels[q] for q in op.qubits])),
             tuple(kind for kind, _ in op.clbits),
         )
         for op in ops
@@ -404,16 +380,16 @@ def _serialise(
     return "".join(parts), tuple(order), observable | {-1 - k: v for k, v in qpd.items()}
 
 
-def _wire_signatures(ops: list[_Op], num_qubits: int) -> list[str]:
+def _wire_signatures(ops: list[Operation], num_qubits: int) -> list[str]:
     """Return, per qubit, a digest of the ops on its wire: tokens, slots, classical roles, in order."""
     parts: list[list[str]] = [[] for _ in range(num_qubits)]
     blocks: list[list[str]] = [[] for _ in range(num_qubits)]
     for op in ops:
-        symmetric = op.name in _SYMMETRIC
+        symmetric = op.name in SYMMETRIC
         roles = "".join(kind for kind, _ in op.clbits)
         for position, q in enumerate(op.qubits):
             item = f"{op.token}/{0 if symmetric else position}{roles}"
-            if op.name in _DIAGONAL:
+            if op.name in DIAGONAL:
                 blocks[q].append(item)
             else:
                 parts[q].append("{" + ",".join(sorted(blocks[q])) + "}" + item)
@@ -429,7 +405,55 @@ def canonical_form(circuit: QuantumCircuit, tokens: Sequence[str] | None = None)
     """
     raw, num_observable, _ = _operations(circuit, tokens)
     n = circuit.num_qubits
-    ops = _simplify(raw, n)
+    ops = simplify_operations(raw, n)
+    body, order, bits, labels = _canonicalise(ops, n)
+    observable_bits = {i: k for i, k in bits.items() if i >= 0}
+    if len(observable_bits) != num_observable:
+        raise NotCanonicalisable("an observable bit is never measured")
+    num_qpd = sum(1 for i in bits if i < 0)
+    text = f"{SCHEMA};q{n};o{num_observable};p{num_qpd};{body}"
+    key = hashlib.sha256(text.encode()).hexdigest()
+    return CanonicalForm(
+        text=text,
+        key=key,
+        check=hashlib.blake2b(text.encode(), digest_size=32).hexdigest(),
+        # The labelling is chosen by the same deterministic search for every circuit that is
+        # the same up to stages 1-2, so (form, labelling) tells those circuits apart from ones
+        # relabelled, as a second serialisation in the circuit's own labelling would, for free.
+        normal=labelled_digest(key, labels),
+        observable_bits=tuple(observable_bits[i] for i in range(num_observable)),
+        _ops=tuple(ops[j] for j in order),
+        _labels=labels,
+        _num_qpd=num_qpd,
+    )
+
+
+def labelled_digest(key: str, labels: Sequence[int]) -> str:
+    """SHA-256 of a form's key and the labelling that reached it (a form's ``normal``)."""
+    return hashlib.sha256(f"{key};{','.join(map(str, labels))}".encode()).hexdigest()
+
+
+def simplify_operations(ops: list[Operation], num_qubits: int) -> list[Operation]:
+    """Stages 1-2 on operations already read: trivial identities dropped, pairs cancelled or merged."""
+    return _simplify(ops, num_qubits)
+
+
+def canonical_order(ops: list[Operation], num_qubits: int) -> tuple[str, list[Operation], tuple[int, ...]]:
+    """Stage 3 on simplified operations without classical bits: (text, ops in order, labelling).
+
+    ``labelling[q]`` is qubit q's canonical label. An operation whose name no rule knows
+    (an opaque placeholder, such as a QPD gate) orders like any non-diagonal gate on its wires.
+    """
+    if any(op.clbits for op in ops):
+        raise ValueError("canonical_order takes operations without classical bits")
+    body, order, _, labels = _canonicalise(ops, num_qubits)
+    return body, [ops[j] for j in order], labels
+
+
+def _canonicalise(
+    ops: list[Operation], n: int
+) -> tuple[str, tuple[int, ...], dict[int, int], tuple[int, ...]]:
+    """Stage 3: the smallest serialisation over the labellings the qubits' colour classes allow."""
     # The labelled graph is only read when the wire signatures below leave ties: built then.
     predecessors, _, _ = _wire_graph(ops, n, labelled=False)
     successors = _successors(ops, predecessors)
@@ -456,23 +480,4 @@ def canonical_form(circuit: QuantumCircuit, tokens: Sequence[str] | None = None)
         if best is None or text < best[0]:
             best = (text, order, bits, tuple(labelling))
     assert best is not None
-    body, order, bits, labels = best
-    observable_bits = {i: k for i, k in bits.items() if i >= 0}
-    if len(observable_bits) != num_observable:
-        raise NotCanonicalisable("an observable bit is never measured")
-    num_qpd = sum(1 for i in bits if i < 0)
-    text = f"{SCHEMA};q{n};o{num_observable};p{num_qpd};{body}"
-    key = hashlib.sha256(text.encode()).hexdigest()
-    return CanonicalForm(
-        text=text,
-        key=key,
-        check=hashlib.blake2b(text.encode(), digest_size=32).hexdigest(),
-        # The labelling is chosen by the same deterministic search for every circuit that is
-        # the same up to stages 1-2, so (form, labelling) tells those circuits apart from ones
-        # relabelled, as a second serialisation in the circuit's own labelling would, for free.
-        normal=hashlib.sha256(f"{key};{','.join(map(str, labels))}".encode()).hexdigest(),
-        observable_bits=tuple(observable_bits[i] for i in range(num_observable)),
-        _ops=tuple(ops[j] for j in order),
-        _labels=labels,
-        _num_qpd=num_qpd,
-    )
+    return best

@@ -126,15 +126,21 @@ def generate_subexperiments(
 
 
 def generate_fingerprinted_subexperiments(
-    subcircuits: Mapping[str, QuantumCircuit], subobservables: Mapping[str, PauliList]
+    subcircuits: Mapping[str, QuantumCircuit],
+    subobservables: Mapping[str, PauliList],
+    *,
+    origins: dict[int, tuple[str, int, tuple[int, ...]]] | None = None,
+    templates: Mapping[str, SubcircuitTemplate] | None = None,
 ) -> tuple[dict[str, list[QuantumCircuit]], list[tuple[float, Any]], dict[int, str]]:
     """:func:`generate_subexperiments`, plus each built circuit's fingerprint by ``id(circuit)``.
 
     The fingerprints come from the subcircuit templates, the same :func:`circuit_fingerprint`
     gives without reading every circuit back; a circuit built by upstream's decomposition
-    has none here (:func:`build_plan` computes it).
+    has none here (:func:`build_plan` computes it). ``origins``, when given, receives each
+    built circuit's (partition label, observable group index, local map ids) by ``id``.
+    ``templates``: :func:`partition_templates` of ``subcircuits``, when already made.
     """
-    build = subexperiment_builder(subcircuits)
+    build = subexperiment_builder(subcircuits, templates)
     built: dict[tuple[Any, ...], QuantumCircuit] = {}
     fingerprints: dict[int, str] = {}
     experiments: dict[str, list[QuantumCircuit]] = {str(label): [] for label in subcircuits}
@@ -145,21 +151,29 @@ def generate_fingerprinted_subexperiments(
             if key not in built:
                 circuit, fingerprint = build(label, group, local_ids)
                 built[key] = circuit
+                if origins is not None:
+                    origins[id(circuit)] = (str(label), key[1], local_ids)
                 if fingerprint is not None:
                     fingerprints[id(circuit)] = fingerprint
             experiments[str(label)].append(built[key])
     return experiments, coefficients, fingerprints
 
 
+def partition_templates(subcircuits: Mapping[str, QuantumCircuit]) -> dict[str, SubcircuitTemplate]:
+    """Each partition's subcircuit read once, with where its QPD gates sit."""
+    gate_ids, _ = _get_mapping_ids_by_partition(dict(subcircuits))
+    return {label: SubcircuitTemplate(subcircuits[label], gate_ids[label]) for label in subcircuits}
+
+
 def subexperiment_builder(
-    subcircuits: Mapping[str, QuantumCircuit],
+    subcircuits: Mapping[str, QuantumCircuit], templates: Mapping[str, SubcircuitTemplate] | None = None
 ) -> Callable[[str, CommutingObservableGroup, tuple[int, ...]], tuple[QuantumCircuit, str | None]]:
     """Return ``build(label, group, local_ids)``: the subexperiment at one :func:`walk_qpd` position.
 
     It comes with its fingerprint when its template computed one (else None).
     """
     gate_ids, _ = _get_mapping_ids_by_partition(dict(subcircuits))
-    templates = {label: SubcircuitTemplate(subcircuits[label], gate_ids[label]) for label in subcircuits}
+    templates = templates if templates is not None else partition_templates(subcircuits)
 
     def build(
         label: str, group: CommutingObservableGroup, local_ids: tuple[int, ...]

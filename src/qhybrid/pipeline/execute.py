@@ -9,6 +9,7 @@ What a backend cannot run fails over as the policy says, with the same seeds.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from qiskit import QuantumCircuit
@@ -16,9 +17,11 @@ from qiskit import QuantumCircuit
 from qhybrid.backends import EventSink, GatewaySettings, OutcomeDistribution, QpuFailures, get_backend
 from qhybrid.backends.aer import AerBackend
 from qhybrid.cache.canonical_ref import CanonicalRef
+from qhybrid.cache.leaves import LeafForm
 from qhybrid.cache.session import OFF, CacheSettings, session_for
 from qhybrid.cutting.policies import get_policy
 from qhybrid.errors import BackendUnavailable, InputError, RunFailed
+from qhybrid.pipeline.forms import origin_from_json, problem_leaves
 from qhybrid.pipeline.generate import regenerate_circuits
 from qhybrid.pipeline.rundir import RunDir
 from qhybrid.pipeline.simulate import simulate
@@ -91,6 +94,16 @@ def execute(
             regenerate_circuits(run_dir)
         return run.circuits_for(uids)
 
+    origins = run.manifest.get("origins")
+
+    def leaves_of(uids: list[int]) -> list[LeafForm | None]:
+        assert origins is not None
+        found = problem_leaves(run.spec)
+        return [found.leaf(origin_from_json(origins[uid])) for uid in uids]
+
+    def leaves_among(positions: list[int]) -> Callable[[list[int]], list[LeafForm | None]]:
+        return lambda chosen: leaves_of([ids[positions[k]] for k in chosen])
+
     def run_on(name: str, positions: list[int]) -> list[OutcomeDistribution]:
         backend = get_backend(name, gateway)
         sim_started = time.perf_counter()
@@ -106,6 +119,7 @@ def execute(
                     run=f"{run_dir.root.name} spec {run.spec.spec_hash()[:12]}",
                     refs=None if refs is None else [refs[i] for i in positions],
                     places=None if places is None else [places[i] for i in positions],
+                    leaves=None if origins is None else leaves_among(positions),
                 )
             circuits = load([ids[i] for i in positions])
             return backend.run(

@@ -16,18 +16,24 @@ from qiskit import QuantumCircuit, qasm3
 from qhybrid import atomic
 from qhybrid.backends import SIMULATOR_BACKENDS, GatewaySettings
 from qhybrid.backends import check_backends as check_backend_configs
+from qhybrid.cache.leaves import Origin
 from qhybrid.cache.session import OFF, CacheSettings, session_for
 from qhybrid.cost import PriceTable
 from qhybrid.cutting.fingerprint import circuit_fingerprint, observable_fingerprint
 from qhybrid.cutting.observables import format_pauli_sum
-from qhybrid.cutting.plan import CuttingPlan, build_plan, generate_fingerprinted_subexperiments
+from qhybrid.cutting.plan import (
+    CuttingPlan,
+    build_plan,
+    generate_fingerprinted_subexperiments,
+    partition_templates,
+)
 from qhybrid.cutting.policies import get_policy
 from qhybrid.cutting.problem import CuttingProblem
 from qhybrid.errors import InputError, RunDirError
+from qhybrid.pipeline.forms import keep_problem_leaves, run_refs
 from qhybrid.pipeline.memo import recall_plan, remember_plan
 from qhybrid.pipeline.prefill import serve_cached
 from qhybrid.pipeline.rundir import SHARD_SIZE, RunDir, write_shards
-from qhybrid.pipeline.simulate import canonical_refs
 from qhybrid.provenance import environment
 from qhybrid.spec import RunSpec, load_problem_inputs, problem_of
 
@@ -134,7 +140,7 @@ def generate(
         assert session is not None  # a memo comes only from a cache
         served = serve_cached(run_dir, session)
         return {**run_dir.generated().manifest, "cached_before_execute": served}
-    problem, plan, circuits = plan_of(spec)
+    problem, plan, circuits, origins = plan_with_origins(spec)
     backends = plan.backend_counts()
     if spec.mode == "exact" and set(backends) - SIMULATOR_BACKENDS:
         raise InputError(
@@ -178,12 +184,14 @@ def generate(
         # Checked when a shard is read: a damaged or swapped file fails loudly.
         "shard_sha256": shard_hashes,
         "plan": plan.to_json(),
+        # Where each unique subexperiment comes from, so any process can make its leaf form.
+        "origins": [None if o is None else [o[0], o[1], list(o[2])] for o in origins],
         "timings": timings,
         "prices": priced,
     }
     if session is not None:
         canonical_started = time.perf_counter()
-        refs = canonical_refs(circuits, [u.fingerprint for u in plan.unique])
+        refs = run_refs(spec, origins, circuits, [u.fingerprint for u in plan.unique])
         manifest["canonical"] = [None if r is None else r.to_json() for r in refs]
         manifest["qubits"] = original_qubits(spec, plan)
         timings["canonical_forms"] = time.perf_counter() - canonical_started
@@ -201,9 +209,23 @@ def generate(
 
 def plan_of(spec: RunSpec) -> tuple[CuttingProblem, CuttingPlan, list[QuantumCircuit]]:
     """Partition the spec's problem and build its deduplicated plan and unique circuits."""
+    problem, plan, circuits, _ = plan_with_origins(spec)
+    return problem, plan, circuits
+
+
+def plan_with_origins(
+    spec: RunSpec,
+) -> tuple[CuttingProblem, CuttingPlan, list[QuantumCircuit], list[Origin | None]]:
+    """:func:`plan_of`, plus where each unique subexperiment comes from (None: no template built it).
+
+    The problem's leaves (:mod:`qhybrid.cache.leaves`) are made from the same templates and
+    kept for this process (:func:`~qhybrid.pipeline.forms.problem_leaves`).
+    """
     problem = problem_of(spec)
+    templates = partition_templates(problem.subcircuits)
+    by_circuit: dict[int, Origin] = {}
     subexperiments, coefficients, fingerprints = generate_fingerprinted_subexperiments(
-        problem.subcircuits, problem.subobservables
+        problem.subcircuits, problem.subobservables, origins=by_circuit, templates=templates
     )
     plan, circuits = build_plan(
         subexperiments,
@@ -213,7 +235,8 @@ def plan_of(spec: RunSpec) -> tuple[CuttingProblem, CuttingPlan, list[QuantumCir
         run_seed=spec.seed,
         known_fingerprints=fingerprints,
     )
-    return problem, plan, circuits
+    keep_problem_leaves(spec, problem, templates)
+    return problem, plan, circuits, [by_circuit.get(id(circuit)) for circuit in circuits]
 
 
 def original_qubits(spec: RunSpec, plan: CuttingPlan) -> list[str]:

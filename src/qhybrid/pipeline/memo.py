@@ -17,13 +17,17 @@ from qhybrid.backends import SIMULATOR_BACKENDS, get_backend
 from qhybrid.backends.aer import AerBackend
 from qhybrid.cache.canonical_ref import CanonicalRef
 from qhybrid.cache.entries import PLAN_PREFIX, REFERENCE_PREFIX, identity_digest, result_key
+from qhybrid.cache.leaves import LEAF_SCHEMA
 from qhybrid.cache.session import CacheSession, writer_provenance
 from qhybrid.provenance import cpu_description, package_versions
 from qhybrid.spec import RunSpec
 
 
 def _plan_key(spec: RunSpec) -> tuple[bytes, str]:
-    check = json.dumps({"spec": spec.to_json(), "versions": package_versions()}, sort_keys=True)
+    # The forms a plan's results are keyed by are part of what the plan is.
+    check = json.dumps(
+        {"spec": spec.to_json(), "versions": package_versions(), "forms": LEAF_SCHEMA}, sort_keys=True
+    )
     return (PLAN_PREFIX + hashlib.sha256(check.encode()).hexdigest()).encode(), check
 
 

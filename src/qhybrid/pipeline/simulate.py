@@ -24,6 +24,7 @@ from qhybrid.backends.aer import AerBackend, draw_shots
 from qhybrid.cache.canonical import CanonicalForm, NotCanonicalisable, canonical_form
 from qhybrid.cache.canonical_ref import CanonicalRef
 from qhybrid.cache.entries import ResultEntry, identity_digest, qpy_bytes, result_key
+from qhybrid.cache.leaves import LeafForm
 from qhybrid.cache.session import CacheSession, writer_provenance
 from qhybrid.cutting.fingerprint import known_instruction_tokens
 from qhybrid.cutting.outcomes import OutcomeDistribution
@@ -88,12 +89,15 @@ def _simulate(
     refs: Sequence[CanonicalRef | None] | None = None,
     compute: bool = True,
     places: Sequence[str] | None = None,
+    leaves: Callable[[list[int]], list[LeafForm | None]] | None = None,
 ) -> list[OutcomeDistribution | None]:
     """Return each subexperiment's distribution, computing each distinct canonical form at most once.
 
     ``load(positions)`` returns the circuits at those positions: it is called for all of
     them when ``refs`` (their canonical forms, from the plan) are not given, else only for
-    those that must be computed, so a fully cached batch reads no circuit. ``run`` names
+    those that must be computed, so a fully cached batch reads no circuit. ``leaves(positions)``
+    gives the leaf forms of those positions (None where a subexperiment has none): a
+    subexperiment with a leaf is computed in it and its circuit is never read. ``run`` names
     the writer in the provenance of entries written. ``compute=False`` only looks up: what
     is not cached comes back as None (generate serves hits before any pod starts).
     """
@@ -102,9 +106,18 @@ def _simulate(
     if len(seeds) != count:
         raise ValueError(f"{count} subexperiments but {len(seeds)} seeds")
     loaded: dict[int, QuantumCircuit] = {}
+    leaf_at: dict[int, LeafForm | None] = {}
     if refs is None:
-        loaded = dict(enumerate(load(list(range(count)))))
-        refs = canonical_refs([loaded[i] for i in range(count)], fingerprints)
+        if leaves is not None:
+            leaf_at = dict(enumerate(leaves(list(range(count)))))
+        own = [i for i in range(count) if leaf_at.get(i) is None]
+        loaded = dict(zip(own, load(own), strict=True))
+        own_refs = canonical_refs([loaded[i] for i in own], [fingerprints[i] for i in own])
+        computed_refs = dict(zip(own, own_refs, strict=True))
+        refs = [
+            computed_refs[i] if i in computed_refs else leaf_at[i].ref()  # type: ignore[union-attr]
+            for i in range(count)
+        ]
     identity = identity_digest(backend.identity())
     keys = [result_key(identity, ref.key) if ref else b"" for ref in refs]
     found: dict[bytes, ResultEntry] = {}
@@ -143,9 +156,14 @@ def _simulate(
             for i, (ref, c) in enumerate(zip(refs, canonical, strict=True))
         ]
     positions = list(to_compute.values())
-    needed = [i for i in positions + direct if i not in loaded]
+    unknown = [i for i in positions if i not in leaf_at]
+    if leaves is not None and unknown:
+        leaf_at.update(zip(unknown, leaves(unknown), strict=True))
+    needed = [i for i in positions + direct if i not in loaded and leaf_at.get(i) is None]
     loaded.update(zip(needed, load(needed), strict=True))
-    forms = [form_of(loaded[i], fingerprints[i]) for i in positions]
+    forms: list[CanonicalForm | LeafForm] = [
+        leaf_at.get(i) or form_of(loaded[i], fingerprints[i]) for i in positions
+    ]
     for i, form in zip(positions, forms, strict=True):
         if form.ref() != refs[i]:
             raise RuntimeError(
@@ -197,6 +215,7 @@ def simulate(
     run: str,
     refs: Sequence[CanonicalRef | None] | None = None,
     places: Sequence[str] | None = None,
+    leaves: Callable[[list[int]], list[LeafForm | None]] | None = None,
 ) -> list[OutcomeDistribution]:
     """Return every subexperiment's distribution, computing what the cache does not hold (see _simulate)."""
     results = _simulate(
@@ -209,6 +228,7 @@ def simulate(
         run=run,
         refs=refs,
         places=places,
+        leaves=leaves,
     )
     done = [r for r in results if r is not None]
     assert len(done) == len(results)
