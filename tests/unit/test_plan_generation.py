@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 from qiskit_addon_cutting import generate_cutting_experiments
 
+from qhybrid.cutting.assemble import SubcircuitTemplate
 from qhybrid.cutting.fingerprint import circuit_fingerprint, known_instruction_tokens
-from qhybrid.cutting.plan import generate_fingerprinted_subexperiments, generate_subexperiments
-from qhybrid.spec import problem_of
+from qhybrid.cutting.plan import (
+    generate_fingerprinted_subexperiments,
+    generate_subexperiments,
+    partition_templates,
+    walk_qpd,
+)
+from qhybrid.pipeline.runner import run_local
+from qhybrid.spec import RunSpec, problem_of
 from tests.scenarios.helpers import round_trip_problems
 
 PROBLEMS = round_trip_problems()
@@ -65,3 +72,32 @@ def test_fingerprints_from_the_templates_are_the_circuits_own(name):
         tokens = known_instruction_tokens(fingerprint)
         assert circuit_fingerprint(circuits[key]) == fingerprint
         assert known_instruction_tokens(fingerprint) == tokens
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_a_template_gives_the_fingerprint_without_building_the_circuit(name):
+    problem = problem_of(PROBLEMS[name])
+    templates = partition_templates(problem.subcircuits)
+    checked = 0
+    for _, _, positions in walk_qpd(problem.subcircuits, problem.subobservables):
+        for label, group, local_ids, _ in positions:
+            template = templates[label]
+            if not template.supported:
+                continue
+            _, built = template.build_fingerprinted(group, local_ids)
+            assert template.fingerprint(group, local_ids) == built
+            checked += 1
+    assert checked
+
+
+def test_a_run_without_shards_builds_no_subexperiment_circuit(tmp_path, monkeypatch):
+    # Every subexperiment of the default workload is computed in its leaf form, in this
+    # process, and nothing writes QPY: not one circuit is built (generate's fingerprints come
+    # from the templates). A resume, a worker process or a shard still builds them on demand.
+    def refuse(*args, **kwargs):
+        raise AssertionError("a subexperiment circuit was built")
+
+    monkeypatch.setattr(SubcircuitTemplate, "build_fingerprinted", refuse)
+    report = run_local(RunSpec(scenario="cutting"), tmp_path / "run", workers=1, progress=False)
+    assert abs(report["estimate"] - report["exact"]) <= 1e-12
+    assert report["counts"]["unique"] == 250

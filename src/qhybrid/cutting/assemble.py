@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from qiskit import ClassicalRegister, QuantumCircuit
 from qiskit.circuit import CircuitInstruction, Clbit, Measure, Qubit
@@ -25,6 +26,11 @@ from qiskit_addon_cutting.utils.observable_grouping import CommutingObservableGr
 
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
 from qhybrid.cutting.fingerprint import UNTOKENISED, fingerprint_of_tokens, instruction_token, placed_token
+
+_MEASURE_TOKEN = sys.intern(instruction_token(CircuitInstruction(Measure())))
+_H_TOKEN = sys.intern(instruction_token(CircuitInstruction(HGate())))
+_SX_TOKEN = sys.intern(instruction_token(CircuitInstruction(SXGate())))
+_UNREAD: list[tuple[str, bool]] = []  # a marker: the local tokens of this gate and map are not read yet
 
 
 class SubcircuitTemplate:
@@ -60,6 +66,9 @@ class SubcircuitTemplate:
         # classical bits of its own, so that the registers a subexperiment adds are its only ones.
         self.fingerprinted = self.supported and self.subcircuit.num_clbits == 0
         self.entries: dict[int, tuple[str, str]] = {}
+        self.has_resets = any(instruction.name == "reset" for instruction in self.instructions)
+        # Each (QPD gate position, map id)'s local operations as (bare token, qubit, measures?).
+        self._local_tokens: dict[tuple[int, int], list[tuple[str, bool]] | None] = {}
         if self.fingerprinted:
             for position, instruction in enumerate(self.instructions):
                 if position not in self.gates and instruction.name not in UNTOKENISED:
@@ -136,6 +145,68 @@ class SubcircuitTemplate:
             [bare for bare, _ in entries],
         )
         return circuit, fingerprint
+
+    def fingerprint(self, group: CommutingObservableGroup, map_ids: Sequence[int]) -> str | None:
+        """:meth:`build_fingerprinted`'s fingerprint without building the circuit.
+
+        None when the circuit must be built to know it: a template without fingerprint
+        entries, or one whose resets upstream's passes may drop.
+        """
+        if not self.fingerprinted or self.has_resets:
+            return None
+        observable_qubits = group.pauli_indices or [0]
+        num_observable = len(observable_qubits)
+        placed: list[str] = []
+        bare: list[str] = []
+        measured = 0
+        for position in range(len(self.instructions)):
+            gate = self.gates.get(position)
+            if gate is None:
+                entry = self.entries.get(position)
+                if entry is not None:  # None: a barrier, which fingerprints leave out
+                    bare.append(entry[0])
+                    placed.append(entry[1])
+                continue
+            map_id = map_ids[self.cut_at[position]]
+            local = self._local_tokens.get((position, map_id), _UNREAD)
+            if local is _UNREAD:
+                local = self._local_tokens[(position, map_id)] = _local_tokens(
+                    gate.basis.maps[map_id][gate.qubit_id]
+                )
+            if local is None:
+                return None
+            qubit = [self.qubit_index[self.instructions[position].qubits[0]]]
+            for token, measure in local:
+                bare.append(token)
+                if measure:
+                    placed.append(placed_token(token, qubit, [num_observable + measured]))
+                    measured += 1
+                else:
+                    placed.append(placed_token(token, qubit, []))
+        x, z = group.general_observable.x, group.general_observable.z
+        for clbit, q in enumerate(observable_qubits):
+            if x[q]:
+                token = _SX_TOKEN if z[q] else _H_TOKEN
+                bare.append(token)
+                placed.append(placed_token(token, [q], []))
+            bare.append(_MEASURE_TOKEN)
+            placed.append(placed_token(_MEASURE_TOKEN, [q], [clbit]))
+        registers = [(OBSERVABLE_REGISTER, num_observable), (QPD_REGISTER, max(1, measured))]
+        num_clbits = num_observable + max(1, measured)
+        return fingerprint_of_tokens(self.subcircuit.num_qubits, num_clbits, registers, placed, bare)
+
+
+def _local_tokens(operations: Sequence[Any]) -> list[tuple[str, bool]] | None:
+    """Local operations' bare tokens, and which are QPD measurements (None: a reset is among them)."""
+    out = []
+    for operation in operations:
+        if operation.name.lower() == "qpd_measure":
+            out.append((_MEASURE_TOKEN, True))
+        elif operation.name == "reset":
+            return None
+        elif operation.name not in UNTOKENISED:
+            out.append((sys.intern(instruction_token(CircuitInstruction(operation))), False))
+    return out
 
 
 def _entry(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeAlias, overload
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -122,7 +122,20 @@ def generate_subexperiments(
     positions. On the reference workload that builds 250 circuits instead of 432.
     """
     experiments, coefficients, _ = generate_fingerprinted_subexperiments(subcircuits, subobservables)
-    return experiments, coefficients
+    return experiments, coefficients  # build_circuits: every one is a QuantumCircuit
+
+
+@dataclass(frozen=True, eq=False)
+class UnbuiltSubexperiment:
+    """A subexperiment known by its fingerprint and origin, its circuit not built (yet)."""
+
+    label: str
+    group_index: int
+    local_ids: tuple[int, ...]
+    num_qubits: int
+
+
+Subexperiment: TypeAlias = QuantumCircuit | UnbuiltSubexperiment
 
 
 def generate_fingerprinted_subexperiments(
@@ -131,7 +144,8 @@ def generate_fingerprinted_subexperiments(
     *,
     origins: dict[int, tuple[str, int, tuple[int, ...]]] | None = None,
     templates: Mapping[str, SubcircuitTemplate] | None = None,
-) -> tuple[dict[str, list[QuantumCircuit]], list[tuple[float, Any]], dict[int, str]]:
+    build_circuits: bool = True,
+) -> tuple[dict[str, list[Subexperiment]], list[tuple[float, Any]], dict[int, str]]:
     """:func:`generate_subexperiments`, plus each built circuit's fingerprint by ``id(circuit)``.
 
     The fingerprints come from the subcircuit templates, the same :func:`circuit_fingerprint`
@@ -139,24 +153,76 @@ def generate_fingerprinted_subexperiments(
     has none here (:func:`build_plan` computes it). ``origins``, when given, receives each
     built circuit's (partition label, observable group index, local map ids) by ``id``.
     ``templates``: :func:`partition_templates` of ``subcircuits``, when already made.
+    ``build_circuits=False`` lists an :class:`UnbuiltSubexperiment` instead of a circuit
+    wherever the template gives the fingerprint without one (:meth:`SubcircuitTemplate.fingerprint`).
     """
+    templates = templates if templates is not None else partition_templates(subcircuits)
     build = subexperiment_builder(subcircuits, templates)
-    built: dict[tuple[Any, ...], QuantumCircuit] = {}
+    built: dict[tuple[Any, ...], Subexperiment] = {}
     fingerprints: dict[int, str] = {}
-    experiments: dict[str, list[QuantumCircuit]] = {str(label): [] for label in subcircuits}
+    experiments: dict[str, list[Subexperiment]] = {str(label): [] for label in subcircuits}
     coefficients: list[tuple[float, Any]] = []
     for coefficient, weight_type, positions in walk_qpd(subcircuits, subobservables):
         coefficients.append((coefficient, weight_type))
         for label, group, local_ids, key in positions:
             if key not in built:
-                circuit, fingerprint = build(label, group, local_ids)
-                built[key] = circuit
+                template = templates[label]
+                known = (
+                    None
+                    if build_circuits or not template.supported
+                    else template.fingerprint(group, local_ids)
+                )
+                item: Subexperiment
+                if known is not None:
+                    item = UnbuiltSubexperiment(str(label), key[1], local_ids, template.subcircuit.num_qubits)
+                    fingerprint: str | None = known
+                else:
+                    item, fingerprint = build(label, group, local_ids)
+                built[key] = circuit = item
                 if origins is not None:
                     origins[id(circuit)] = (str(label), key[1], local_ids)
                 if fingerprint is not None:
                     fingerprints[id(circuit)] = fingerprint
             experiments[str(label)].append(built[key])
     return experiments, coefficients, fingerprints
+
+
+class CircuitsOnDemand(Sequence[QuantumCircuit]):
+    """A plan's unique subexperiments as circuits, each unbuilt one built when first read.
+
+    A run that computes every subexperiment in its leaf form, in this process, and writes
+    no QPY shards never reads them: no circuit is built.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[Subexperiment],
+        subcircuits: Mapping[str, QuantumCircuit],
+        subobservables: Mapping[str, PauliList],
+        templates: Mapping[str, SubcircuitTemplate],
+    ) -> None:
+        """``items``: :func:`build_plan`'s unique subexperiments, built or not."""
+        self._items = list(items)
+        self._build = subexperiment_builder(subcircuits, templates)
+        self._subobservables = subobservables
+
+    def __len__(self) -> int:
+        """How many unique subexperiments."""
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> QuantumCircuit: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[QuantumCircuit]: ...
+    def __getitem__(self, index: int | slice) -> QuantumCircuit | list[QuantumCircuit]:
+        """The circuit at ``index`` (built now, once, if it was not)."""
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._items)))]
+        item = self._items[index]
+        if isinstance(item, UnbuiltSubexperiment):
+            group = observable_collection(self._subobservables[item.label]).groups[item.group_index]
+            item = self._items[index] = self._build(item.label, group, item.local_ids)[0]
+        return item
 
 
 def partition_templates(subcircuits: Mapping[str, QuantumCircuit]) -> dict[str, SubcircuitTemplate]:
@@ -262,7 +328,7 @@ def _build_subexperiment(
 
 
 def build_plan(
-    subexperiments: Mapping[str, Sequence[QuantumCircuit]],
+    subexperiments: Mapping[str, Sequence[Subexperiment]],
     coefficients: Sequence[tuple[float, Any]],
     subobservables: Mapping[str, PauliList],
     *,
@@ -270,7 +336,7 @@ def build_plan(
     run_seed: int,
     dedupe: bool = True,
     known_fingerprints: Mapping[int, str] | None = None,
-) -> tuple[CuttingPlan, list[QuantumCircuit]]:
+) -> tuple[CuttingPlan, list[Subexperiment]]:
     """Deduplicate subexperiments by content and assign each a backend and a seed.
 
     Returns the plan and the unique circuits in plan order. ``dedupe=False``
@@ -282,7 +348,7 @@ def build_plan(
     seen: dict[str, int] = {}
     fingerprints: dict[int, str] = dict(known_fingerprints or {})
     unique: list[UniqueSubexperiment] = []
-    circuits: list[QuantumCircuit] = []
+    circuits: list[Subexperiment] = []
     index: dict[str, np.ndarray] = {}
     for label in labels:
         num_groups = len(observable_collection(subobservables[label]).groups)
@@ -295,6 +361,7 @@ def build_plan(
         ids = np.empty(len(experiments), dtype=np.int64)
         for position, circuit in enumerate(experiments):
             if id(circuit) not in fingerprints:  # generate_subexperiments lists shared circuits
+                assert isinstance(circuit, QuantumCircuit)  # an unbuilt one comes with its fingerprint
                 fingerprints[id(circuit)] = circuit_fingerprint(circuit)
             fingerprint = fingerprints[id(circuit)]
             key = fingerprint if dedupe else f"{fingerprint}:{label}:{position}"

@@ -8,6 +8,7 @@ and idempotent: running it again on a generated directory changes nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from qhybrid.cost import PriceTable
 from qhybrid.cutting.fingerprint import circuit_fingerprint, observable_fingerprint
 from qhybrid.cutting.observables import format_pauli_sum
 from qhybrid.cutting.plan import (
+    CircuitsOnDemand,
     CuttingPlan,
     build_plan,
     generate_fingerprinted_subexperiments,
@@ -140,7 +142,8 @@ def generate(
         assert session is not None  # a memo comes only from a cache
         served = serve_cached(run_dir, session)
         return {**run_dir.generated().manifest, "cached_before_execute": served}
-    problem, plan, circuits, origins = plan_with_origins(spec)
+    # A run that writes no shards builds a circuit only when something reads it.
+    problem, plan, circuits, origins = plan_with_origins(spec, build_circuits=write_circuits)
     backends = plan.backend_counts()
     if spec.mode == "exact" and set(backends) - SIMULATOR_BACKENDS:
         raise InputError(
@@ -210,24 +213,29 @@ def generate(
 def plan_of(spec: RunSpec) -> tuple[CuttingProblem, CuttingPlan, list[QuantumCircuit]]:
     """Partition the spec's problem and build its deduplicated plan and unique circuits."""
     problem, plan, circuits, _ = plan_with_origins(spec)
-    return problem, plan, circuits
+    return problem, plan, list(circuits)
 
 
 def plan_with_origins(
-    spec: RunSpec,
-) -> tuple[CuttingProblem, CuttingPlan, list[QuantumCircuit], list[Origin | None]]:
+    spec: RunSpec, *, build_circuits: bool = True
+) -> tuple[CuttingProblem, CuttingPlan, Sequence[QuantumCircuit], list[Origin | None]]:
     """:func:`plan_of`, plus where each unique subexperiment comes from (None: no template built it).
 
-    The problem's leaves (:mod:`qhybrid.cache.leaves`) are made from the same templates and
-    kept for this process (:func:`~qhybrid.pipeline.forms.problem_leaves`).
+    ``build_circuits=False`` builds a circuit only when it is first read. The problem's
+    leaves (:mod:`qhybrid.cache.leaves`) are made from the same templates and kept for this
+    process (:func:`~qhybrid.pipeline.forms.problem_leaves`).
     """
     problem = problem_of(spec)
     templates = partition_templates(problem.subcircuits)
-    by_circuit: dict[int, Origin] = {}
+    by_item: dict[int, Origin] = {}
     subexperiments, coefficients, fingerprints = generate_fingerprinted_subexperiments(
-        problem.subcircuits, problem.subobservables, origins=by_circuit, templates=templates
+        problem.subcircuits,
+        problem.subobservables,
+        origins=by_item,
+        templates=templates,
+        build_circuits=build_circuits,
     )
-    plan, circuits = build_plan(
+    plan, items = build_plan(
         subexperiments,
         coefficients,
         problem.subobservables,
@@ -236,7 +244,9 @@ def plan_with_origins(
         known_fingerprints=fingerprints,
     )
     keep_problem_leaves(spec, problem, templates)
-    return problem, plan, circuits, [by_circuit.get(id(circuit)) for circuit in circuits]
+    origins = [by_item.get(id(item)) for item in items]
+    circuits = CircuitsOnDemand(items, problem.subcircuits, problem.subobservables, templates)
+    return problem, plan, circuits, origins
 
 
 def original_qubits(spec: RunSpec, plan: CuttingPlan) -> list[str]:

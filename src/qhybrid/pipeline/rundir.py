@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from qiskit import QuantumCircuit, qpy
@@ -224,12 +224,16 @@ class GeneratedRun:
     manifest: dict[str, Any]
     plan: CuttingPlan
     # Loaded (or, in the process that generated them, just written) QPY shards by number.
-    shards: dict[int, list[QuantumCircuit]] = field(default_factory=dict, compare=False, repr=False)
+    shards: dict[int, Sequence[QuantumCircuit]] = field(default_factory=dict, compare=False, repr=False)
 
     def hold_circuits(self, circuits: Sequence[QuantumCircuit]) -> None:
-        """Keep the circuits generate just wrote, so an in-process execute need not read them back."""
+        """Keep the circuits generate just made, so an in-process execute need not read them back.
+
+        ``circuits`` may build each circuit when it is first read (a run without shards):
+        they are kept as they are, not read here.
+        """
         for start in range(0, len(circuits), SHARD_SIZE):
-            self.shards[start // SHARD_SIZE] = list(circuits[start : start + SHARD_SIZE])
+            self.shards[start // SHARD_SIZE] = _ShardOf(circuits, start)
 
     def holds_all_circuits(self) -> bool:
         """Whether this process holds every unique subexperiment's circuit (generate just built them)."""
@@ -255,6 +259,28 @@ class GeneratedRun:
                 self.shards[shard] = list(qpy.load(io.BytesIO(data)))
             out.append(self.shards[shard][uid % SHARD_SIZE])
         return out
+
+
+class _ShardOf(Sequence[QuantumCircuit]):
+    """Shard ``start // SHARD_SIZE`` of a sequence of circuits, read through (nothing is copied or built)."""
+
+    def __init__(self, circuits: Sequence[QuantumCircuit], start: int) -> None:
+        self._circuits, self._start = circuits, start
+        self._stop = min(start + SHARD_SIZE, len(circuits))
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    @overload
+    def __getitem__(self, index: int) -> QuantumCircuit: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[QuantumCircuit]: ...
+    def __getitem__(self, index: int | slice) -> QuantumCircuit | list[QuantumCircuit]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._circuits[self._start + index]
 
 
 def contiguous_runs(ids: Sequence[int]) -> list[tuple[int, int]]:
