@@ -57,12 +57,16 @@ class _Program:
     qpd_bits: list[int]
 
 
-def _program(item: QuantumCircuit | Listing) -> _Program:
-    """Return a circuit (or its listing) as a _Program; Unsupported names what the engine cannot run."""
+def _program(item: QuantumCircuit | Listing, keys: dict[int, tuple[Any, ...]] | None = None) -> _Program:
+    """Return a circuit (or its listing) as a _Program; Unsupported names what the engine cannot run.
+
+    ``keys``: matrix keys already read, by ``id`` of the instruction (listings of one
+    partition share their instruction objects; the caller keeps them alive meanwhile).
+    """
     if isinstance(item, QuantumCircuit):
         return _program_of_circuit(item)
     return _program_of_records(
-        item.num_qubits, item.num_clbits, item.records(), item.observable_clbits, item.qpd_clbits
+        item.num_qubits, item.num_clbits, item.records(), item.observable_clbits, item.qpd_clbits, keys
     )
 
 
@@ -88,6 +92,7 @@ def _program_of_records(
     records: Sequence[Record],
     observable: Sequence[int],
     qpd: Sequence[int],
+    keys: dict[int, tuple[Any, ...]] | None = None,
 ) -> _Program:
     if num_clbits > 62:
         raise Unsupported(f"{num_clbits} classical bits (records hold 62)")
@@ -117,8 +122,13 @@ def _program_of_records(
             raise Unsupported(f"{name!r} writes classical bits")
         elif len(qubits) > 2:
             raise Unsupported(f"{name!r} acts on {len(qubits)} qubits")
-        else:
+        elif keys is None:
             tokens.append(("u", _matrix_key(inst, len(qubits)), qubits, None))
+        else:
+            key = keys.get(id(inst))
+            if key is None:
+                key = keys[id(inst)] = _matrix_key(inst, len(qubits))
+            tokens.append(("u", key, qubits, None))
     return _Program(width, tokens, final, list(observable), list(qpd))
 
 
@@ -352,7 +362,8 @@ def branching_distributions(circuits: Sequence[QuantumCircuit | Listing]) -> lis
     Raises Unsupported (before any work) when a circuit has an instruction the engine
     does not simulate: more than two qubits, no matrix, classical control.
     """
-    programs = [_program(circuit) for circuit in circuits]
+    keys: dict[int, tuple[Any, ...]] = {}  # the listings' instructions stay alive for this call
+    programs = [_program(circuit, keys) for circuit in circuits]
     results: list[OutcomeDistribution | None] = [None] * len(circuits)
     by_width: dict[int, list[int]] = {}
     for i, program in enumerate(programs):
