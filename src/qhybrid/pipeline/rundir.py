@@ -22,7 +22,8 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -171,24 +172,48 @@ class RunDir:
         meta: dict[str, Any],
     ) -> None:
         """Write the result file of [start, stop) (of one backend's ids, with ``backend``)."""
-        write_result_file(self.result_file(start, stop, backend), distributions, meta)
+        path = self.result_file(start, stop, backend)
+        write_result_file(path, distributions, meta)
+        if _HELD:  # inside holding_results(): keep what was written, as reading it back would give it
+            _HELD[-1][path] = (
+                _file_stamp(path),
+                list(distributions),
+                json.loads(json.dumps(meta, sort_keys=True)),
+            )
 
     def read_results(
         self, start: int, stop: int, backend: str | None
     ) -> tuple[list[OutcomeDistribution], dict[str, Any]]:
         """Read the result file of [start, stop) (of one backend's ids, with ``backend``)."""
-        return read_result_file(self.result_file(start, stop, backend))
+        path = self.result_file(start, stop, backend)
+        held = _HELD[-1].get(path) if _HELD else None
+        if held is not None and held[0] == _file_stamp(path):
+            return list(held[1]), held[2]
+        return read_result_file(path)
 
 
 def write_result_file(path: Path, distributions: Sequence[OutcomeDistribution], meta: dict[str, Any]) -> None:
-    """Write distributions as flat NumPy arrays plus JSON metadata, atomically."""
-    offsets = np.cumsum([0] + [len(d.outcomes) for d in distributions]).astype(np.int64)
+    """Write distributions as flat NumPy arrays plus JSON metadata, atomically.
+
+    A distribution with more than half of its outcomes present (an exact one, usually) is
+    written dense, its weights only, zeros included: half the bytes of outcomes and weights.
+    Reading it back keeps its nonzero entries, the same outcomes and weights bit for bit.
+    """
+    dense = [
+        2 * len(d.outcomes) > (2 << d.num_observable_bits) and bool(np.all(d.weights != 0))
+        for d in distributions
+    ]
+    weights = [d.to_dense() if whole else d.weights for d, whole in zip(distributions, dense, strict=True)]
+    outcomes = [d.outcomes for d, whole in zip(distributions, dense, strict=True) if not whole]
+    sparse_lengths = [0 if whole else len(d.outcomes) for d, whole in zip(distributions, dense, strict=True)]
     atomic.write_npz(
         path,
         {
-            "outcomes": np.concatenate([d.outcomes for d in distributions]).astype(np.uint64),
-            "weights": np.concatenate([d.weights for d in distributions]).astype(np.float64),
-            "offsets": offsets,
+            "outcomes": np.concatenate([np.empty(0, np.uint64), *outcomes]).astype(np.uint64),
+            "outcome_offsets": np.cumsum([0, *sparse_lengths]).astype(np.int64),
+            "weights": np.concatenate([np.empty(0), *weights]).astype(np.float64),
+            "offsets": np.cumsum([0] + [len(w) for w in weights]).astype(np.int64),
+            "dense": np.asarray(dense, dtype=np.bool_),
             "num_observable_bits": np.asarray([d.num_observable_bits for d in distributions], dtype=np.int64),
             "shots": np.asarray([-1 if d.shots is None else d.shots for d in distributions], dtype=np.int64),
             "meta": np.asarray(json.dumps(meta, sort_keys=True)),
@@ -196,21 +221,55 @@ def write_result_file(path: Path, distributions: Sequence[OutcomeDistribution], 
     )
 
 
+# Result files written inside holding_results(), by path: (file stamp, distributions, metadata).
+_HELD: list[dict[Path, tuple[tuple[int, int, int], list[OutcomeDistribution], dict[str, Any]]]] = []
+
+
+@contextmanager
+def holding_results() -> Iterator[None]:
+    """Within: a result file this process writes is read back from memory while it is unchanged.
+
+    The local runner executes and reconstructs in one process: the files are still written
+    (resume, workers, drift read them), but not read back. A file replaced meanwhile (its
+    inode, size or time differ) is read from disk.
+    """
+    _HELD.append({})
+    try:
+        yield
+    finally:
+        _HELD.pop()
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _worth_dense(distribution: OutcomeDistribution) -> bool:
+    """More than half of its outcomes present, and none of zero weight (which dense form would drop)."""
+    present = len(distribution.outcomes)
+    return 2 * present > (2 << distribution.num_observable_bits) and bool(np.all(distribution.weights != 0))
+
+
 def read_result_file(path: Path) -> tuple[list[OutcomeDistribution], dict[str, Any]]:
-    """Read a file written by :func:`write_result_file`: its distributions and metadata."""
+    """Read a file written by :func:`write_result_file` (or before dense entries): distributions, metadata."""
     arrays = atomic.read_npz(path)
     offsets = arrays["offsets"]
+    count = len(offsets) - 1
+    dense = arrays["dense"] if "dense" in arrays else np.zeros(count, dtype=np.bool_)
+    outcome_offsets = arrays["outcome_offsets"] if "outcome_offsets" in arrays else offsets
     distributions = []
-    for i in range(len(offsets) - 1):
+    for i in range(count):
         shots = int(arrays["shots"][i])
-        distributions.append(
-            OutcomeDistribution(
-                arrays["outcomes"][offsets[i] : offsets[i + 1]],
-                arrays["weights"][offsets[i] : offsets[i + 1]],
-                int(arrays["num_observable_bits"][i]),
-                None if shots < 0 else shots,
+        weights = arrays["weights"][offsets[i] : offsets[i + 1]]
+        num_bits = int(arrays["num_observable_bits"][i])
+        if dense[i]:
+            distributions.append(
+                OutcomeDistribution.from_dense(weights, num_bits, None if shots < 0 else shots)
             )
-        )
+            continue
+        outcomes = arrays["outcomes"][outcome_offsets[i] : outcome_offsets[i + 1]]
+        distributions.append(OutcomeDistribution(outcomes, weights, num_bits, None if shots < 0 else shots))
     return distributions, json.loads(str(arrays["meta"]))
 
 

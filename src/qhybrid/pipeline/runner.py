@@ -25,7 +25,7 @@ from qhybrid.pipeline.generate import claim_run_dir, generate, regenerate_circui
 from qhybrid.pipeline.progress import ExecuteProgress
 from qhybrid.pipeline.reconstruct import reconstruct_run
 from qhybrid.pipeline.report import build_report
-from qhybrid.pipeline.rundir import RunDir, pending_ranges
+from qhybrid.pipeline.rundir import RunDir, holding_results, pending_ranges
 from qhybrid.pipeline.terms_plot import write_terms_plot
 from qhybrid.spec import RunSpec
 
@@ -36,6 +36,7 @@ DEFAULT_WORKERS = 1
 
 
 @fewer_collections()  # planning, canonical forms and the engine allocate millions of small objects
+@holding_results()  # reconstruct takes the results this process wrote as written, not read back
 def run_local(
     spec: RunSpec,
     out: Path,
