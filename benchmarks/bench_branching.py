@@ -10,10 +10,10 @@ the branching engine shares nothing between them: this is its worst case, per ci
 
 Then, per width, it times both engines on what the cpu backend really gets: one execute
 batch (``DEFAULT_BATCH_SIZE`` unique subexperiments, fewer above 18 qubits) of the cutting
-scenario on ``2 * width`` qubits cut in halves (reps 2: two cuts), as canonical forms, which
-is what the simulate step hands a backend: the branching engine reads their records, and Aer
-gets each canonical circuit built (inside the timer, as in a run). Their prefixes are shared,
-as in every real run.
+scenario on ``2 * width`` qubits cut in halves (reps 2: two cuts), as their leaf forms
+(:mod:`qhybrid.cache.leaves`), which is what the simulate step hands a backend: the
+branching engine runs them segment by segment, stacked, and Aer gets each leaf's circuit
+built (inside the timer, as in a run). Their bodies are shared, as in every real run.
 
 Run: ``.venv/bin/python benchmarks/bench_branching.py [--widths 4-20] [--circuits N]``.
 It prints both tables and, for each, the widest width at which the branching engine is
@@ -34,9 +34,10 @@ from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 
 from qhybrid.backends.aer import AerBackend
 from qhybrid.backends.branching import branching_distributions
-from qhybrid.cache.canonical import CanonicalForm, canonical_form
+from qhybrid.cache.leaves import LeafForm
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
-from qhybrid.pipeline.generate import plan_of
+from qhybrid.pipeline.forms import problem_leaves
+from qhybrid.pipeline.generate import plan_with_origins
 from qhybrid.pipeline.runner import DEFAULT_BATCH_SIZE
 from qhybrid.spec import RunSpec
 
@@ -64,7 +65,7 @@ def subexperiment_like(width: int, seed: int, reps: int = 2) -> QuantumCircuit:
     return circuit
 
 
-def per_circuit_seconds(run, circuits: Sequence[QuantumCircuit | CanonicalForm], repeats: int) -> float:
+def per_circuit_seconds(run, circuits: Sequence[QuantumCircuit | LeafForm], repeats: int) -> float:
     run(circuits[:1])  # warm-up: imports, simulator set-up, matrix caches
     times = []
     for _ in range(repeats):
@@ -78,13 +79,20 @@ def per_circuit_seconds(run, circuits: Sequence[QuantumCircuit | CanonicalForm],
 FASTER_BY = 1.05
 
 
-def partition_batch(width: int, count: int) -> list[CanonicalForm]:
-    """The first ``count`` unique subexperiments of a 2*width-qubit cutting run, as canonical forms."""
-    _, _, circuits = plan_of(RunSpec(scenario="cutting", qubits=2 * width, reps=2, seed=0))
-    return [canonical_form(circuit) for circuit in circuits[:count]]
+def partition_batch(width: int, count: int) -> list[LeafForm]:
+    """The first ``count`` unique subexperiments of a 2*width-qubit cutting run, as their leaves.
+
+    What a run hands the cpu backend: the engine runs them segment by segment, and Aer gets
+    each leaf's circuit built inside its timer.
+    """
+    spec = RunSpec(scenario="cutting", qubits=2 * width, reps=2, seed=0)
+    _, _, _, origins = plan_with_origins(spec, build_circuits=False)
+    leaves = problem_leaves(spec)
+    found = [leaves.leaf(origin) for origin in origins[:count]]
+    return [leaf for leaf in found if leaf is not None]  # every one: the scenario has gate cuts only
 
 
-def max_difference(aer: AerBackend, circuits: Sequence[QuantumCircuit | CanonicalForm]) -> float:
+def max_difference(aer: AerBackend, circuits: Sequence[QuantumCircuit | LeafForm]) -> float:
     worst = 0.0
     for a, b in zip(aer.exact_distributions(circuits), branching_distributions(circuits), strict=True):
         worst = max(worst, float(np.abs(a.to_dense() - b.to_dense()).max()))
@@ -128,7 +136,7 @@ def main() -> None:
         count = args.circuits if width <= 16 else max(2, args.circuits // 4)
         return [subexperiment_like(width, seed) for seed in range(count)], 3 if width <= 16 else 1
 
-    def partition(width: int) -> tuple[list[CanonicalForm], int]:
+    def partition(width: int) -> tuple[list[LeafForm], int]:
         # A whole batch wherever the bound could fall: the first few subexperiments of a
         # partition share more of their prefixes than a batch does, which flatters the engine.
         count = DEFAULT_BATCH_SIZE if width <= 18 else DEFAULT_BATCH_SIZE // 8
@@ -137,7 +145,7 @@ def main() -> None:
     table("nothing shared (the engine's worst case), ms per circuit:", widths, unshared, aer)
     print()
     table(
-        "one execute batch of a partition (canonical forms, prefixes shared), ms per circuit:",
+        "one execute batch of a partition (leaf forms, bodies shared), ms per circuit:",
         widths,
         partition,
         aer,

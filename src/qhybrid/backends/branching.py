@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from qiskit import QuantumCircuit
 
+from qhybrid.backends.matrices import MATRICES, X_KEY, NoMatrix, matrix_key, monomial, moved_rows
 from qhybrid.cutting.deferred import OBSERVABLE_REGISTER, QPD_REGISTER
 from qhybrid.cutting.listing import Listing, Record
 from qhybrid.cutting.outcomes import OutcomeDistribution
@@ -55,6 +56,8 @@ class _Program:
     final: dict[int, int]
     observable_bits: list[int]
     qpd_bits: list[int]
+    # For a listing given in segments (a leaf): how many tokens the segments up to each make.
+    segment_ends: tuple[int, ...] | None = None
 
 
 def _program(item: QuantumCircuit | Listing, keys: dict[int, tuple[Any, ...]] | None = None) -> _Program:
@@ -65,8 +68,15 @@ def _program(item: QuantumCircuit | Listing, keys: dict[int, tuple[Any, ...]] | 
     """
     if isinstance(item, QuantumCircuit):
         return _program_of_circuit(item)
+    segments = getattr(item, "segment_lengths", None)
     return _program_of_records(
-        item.num_qubits, item.num_clbits, item.records(), item.observable_clbits, item.qpd_clbits, keys
+        item.num_qubits,
+        item.num_clbits,
+        item.records(),
+        item.observable_clbits,
+        item.qpd_clbits,
+        keys,
+        None if segments is None else segments(),
     )
 
 
@@ -93,10 +103,16 @@ def _program_of_records(
     observable: Sequence[int],
     qpd: Sequence[int],
     keys: dict[int, tuple[Any, ...]] | None = None,
+    segments: Sequence[int] | None = None,
 ) -> _Program:
     if num_clbits > 62:
         raise Unsupported(f"{num_clbits} classical bits (records hold 62)")
-    data = [record for record in records if record[0].name not in _IGNORED]
+    segment_of = [k for k, length in enumerate(segments or ()) for _ in range(length)]
+    if segments is not None and len(segment_of) != len(records):
+        raise ValueError(f"segments of {len(segment_of)} records for {len(records)} records")
+    kept = [i for i, record in enumerate(records) if record[0].name not in _IGNORED]
+    data = [records[i] for i in kept]
+    ends = [0] * len(segments or ())
     last_use: dict[int, int] = {}
     last_write: dict[int, int] = {}
     for position, (_, qubits, clbits) in enumerate(data):
@@ -122,58 +138,22 @@ def _program_of_records(
             raise Unsupported(f"{name!r} writes classical bits")
         elif len(qubits) > 2:
             raise Unsupported(f"{name!r} acts on {len(qubits)} qubits")
-        elif keys is None:
-            tokens.append(("u", _matrix_key(inst, len(qubits)), qubits, None))
         else:
-            key = keys.get(id(inst))
+            key = keys.get(id(inst)) if keys is not None else None
             if key is None:
-                key = keys[id(inst)] = _matrix_key(inst, len(qubits))
+                try:
+                    key = matrix_key(inst, len(qubits))
+                except NoMatrix as error:
+                    raise Unsupported(str(error)) from None
+                if keys is not None:
+                    keys[id(inst)] = key
             tokens.append(("u", key, qubits, None))
-    return _Program(width, tokens, final, list(observable), list(qpd))
-
-
-def _matrix_key(inst: Any, num_qubits: int) -> tuple[Any, ...]:
-    """Return the key of an instruction's matrix (kept in _MATRICES), computing the matrix once per key."""
-    key: tuple[Any, ...] = (inst.name, num_qubits, *inst.params)
-    try:
-        known = key in _MATRICES
-    except TypeError:  # an unhashable parameter (a unitary gate's matrix): key it by its text
-        key = (inst.name, num_qubits, repr(inst.params))
-        known = key in _MATRICES
-    if not known:
-        matrix = inst.matrix if inst.is_standard_gate() else None
-        if matrix is None:
-            try:
-                matrix = inst.operation.to_matrix()
-            except Exception as error:  # no matrix: an opaque or parameterised instruction
-                raise Unsupported(f"{inst.name!r} has no matrix: {error}") from None
-        _MATRICES[key] = np.asarray(matrix, dtype=np.complex128)
-    return key
-
-
-# Matrix key -> matrix. The reset's X is there from the start, under the key an x gate gets.
-_X_KEY: tuple[Any, ...] = ("x", 1)
-_MATRICES: dict[tuple[Any, ...], np.ndarray] = {_X_KEY: np.array([[0, 1], [1, 0]], dtype=np.complex128)}
-
-
-@cache
-def _monomial(key: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Return (source column, factor) per row when the matrix has one nonzero per row, else None."""
-    matrix = _MATRICES[key]
-    nonzero = matrix != 0
-    if not (nonzero.sum(axis=1) == 1).all() or not (nonzero.sum(axis=0) == 1).all():
-        return None
-    columns = np.argmax(nonzero, axis=1)
-    return columns, matrix[np.arange(len(columns)), columns]
-
-
-@cache
-def _moved_rows(key: tuple[Any, ...]) -> tuple[int, ...]:
-    """Rows of a monomial matrix that are not the identity's (their block moves or is scaled)."""
-    monomial = _monomial(key)
-    assert monomial is not None
-    columns, factors = monomial
-    return tuple(row for row in range(len(columns)) if columns[row] != row or factors[row] != 1)
+        if segments is not None:
+            ends[segment_of[kept[position]]] = len(tokens)
+    for k in range(1, len(ends)):  # a segment with no token ends where the one before it did
+        ends[k] = max(ends[k], ends[k - 1])
+    segment_ends = None if segments is None else tuple(ends)
+    return _Program(width, tokens, final, list(observable), list(qpd), segment_ends)
 
 
 class _Node:
@@ -225,9 +205,9 @@ def _apply_to_rows(
 ) -> None:
     shaped = _view(states, num_qubits)
     slices = _slices(num_qubits, qubits)
-    monomial = _monomial(key)
-    if monomial is not None:
-        columns, factors = monomial
+    permutation = monomial(key)
+    if permutation is not None:
+        columns, factors = permutation
         if (columns == np.arange(len(columns))).all():  # diagonal: scale in place
             for row, s in enumerate(slices):
                 if factors[row] != 1:
@@ -235,14 +215,14 @@ def _apply_to_rows(
             return
         # Only blocks that move or scale are written (a CX leaves half of its blocks as they
         # are): the same values land in the same places, so no bit changes.
-        moved = _moved_rows(key)
+        moved = moved_rows(key)
         old = {c: shaped[slices[c]].copy() for c in {int(columns[row]) for row in moved}}
         for row in moved:
             factor = factors[row]
             source = old[int(columns[row])]
             shaped[slices[row]] = source if factor == 1 else source * factor
         return
-    matrix = _MATRICES[key]
+    matrix = MATRICES[key]
     old_blocks = [shaped[s].copy() for s in slices]
     term = np.empty_like(old_blocks[0])
     for row, s in enumerate(slices):
@@ -276,7 +256,7 @@ def _measure(node: _Node, num_qubits: int, qubit: int, clbit: int) -> _Node:
 def _reset(node: _Node, num_qubits: int, qubit: int) -> _Node:
     zero, one = _split(node, num_qubits, qubit)
     flipped = _node_of(one)
-    _apply_unitary(flipped, num_qubits, _X_KEY, (qubit,))
+    _apply_unitary(flipped, num_qubits, X_KEY, (qubit,))
     records = np.concatenate([node.records, node.records])
     return _node_without_zeros(np.concatenate([zero, flipped.states]), records)
 
@@ -369,10 +349,99 @@ def branching_distributions(circuits: Sequence[QuantumCircuit | Listing]) -> lis
     for i, program in enumerate(programs):
         by_width.setdefault(program.width, []).append(i)
     for width, members in by_width.items():
-        start = np.zeros((1, 1 << width), dtype=np.complex128)
-        start[0, 0] = 1.0
-        _walk(_node_of(start), width, members, 0, programs, results)
+        segmented = [i for i in members if programs[i].segment_ends is not None]
+        if segmented:
+            _walk_segments(width, segmented, programs, results)
+        plain = [i for i in members if programs[i].segment_ends is None]
+        if plain:
+            start = np.zeros((1, 1 << width), dtype=np.complex128)
+            start[0, 0] = 1.0
+            _walk(_node_of(start), width, plain, 0, programs, results)
     return [r for r in results if r is not None]
+
+
+# A stack of branches, in parts: rows [first, last) of the stack belong to every program of a part.
+_Part = tuple[int, int, list[int]]
+
+
+def _walk_segments(width: int, members: list[int], programs: list[_Program], results: list[Any]) -> None:
+    """Simulate listings given in segments (a partition's leaves), segment by segment, stacked.
+
+    At each segment, the branches of every program that runs the same tokens there are
+    stacked into one array and each token is applied to the whole stack at once: a
+    partition's body runs once for all of its leaves' branches, and each cut's local
+    operations once per choice. A measurement or reset splits each part on its own, so
+    every program's branches stay contiguous and in the order a plain walk gives them;
+    every amplitude gets the same arithmetic as there, so the bits are the same.
+    """
+    start = np.zeros((1, 1 << width), dtype=np.complex128)
+    start[0, 0] = 1.0
+    blocks: list[tuple[_Node, list[_Part]]] = [(_node_of(start), [(0, 1, members)])]
+    for level in range(max(len(programs[i].segment_ends or ()) for i in members)):
+        groups: dict[tuple[Token, ...], list[tuple[_Node, _Part]]] = {}
+        for node, parts in blocks:
+            for first, last, part_members in parts:
+                by_tokens: dict[tuple[Token, ...], list[int]] = {}
+                for i in part_members:
+                    by_tokens.setdefault(_segment(programs[i], level), []).append(i)
+                for tokens, group in by_tokens.items():
+                    groups.setdefault(tokens, []).append((node, (first, last, group)))
+        uses: dict[int, int] = {}
+        for pieces in groups.values():
+            for node, _ in pieces:
+                uses[id(node)] = uses.get(id(node), 0) + 1
+        blocks = []
+        for tokens, pieces in groups.items():
+            node, parts = _stacked(pieces, uses)
+            for token in tokens:
+                node, parts = _step_parts(node, parts, width, token)
+            blocks.append((node, parts))
+    for node, parts in blocks:
+        for first, last, part_members in parts:
+            part = _Node(node.states[first:last], node.records[first:last])
+            for i in part_members:
+                results[i] = _finish(part, programs[i])
+
+
+def _segment(program: _Program, level: int) -> tuple[Token, ...]:
+    ends = program.segment_ends or ()
+    if level >= len(ends):
+        return ()
+    return tuple(program.tokens[ends[level - 1] if level else 0 : ends[level]])
+
+
+def _stacked(pieces: list[tuple[_Node, _Part]], uses: dict[int, int]) -> tuple[_Node, list[_Part]]:
+    """One node holding the pieces' rows, part after part (the node itself when only it is asked for)."""
+    node = pieces[0][0]
+    if uses[id(node)] == len(pieces) and all(p[0] is node for p in pieces):
+        if sum(last - first for _, (first, last, _) in pieces) == node.states.shape[0]:
+            return node, [part for _, part in pieces]
+    parts: list[_Part] = []
+    offset = 0
+    for _, (first, last, group) in pieces:
+        parts.append((offset, offset + last - first, group))
+        offset += last - first
+    states = np.concatenate([n.states[first:last] for n, (first, last, _) in pieces])
+    records = np.concatenate([n.records[first:last] for n, (first, last, _) in pieces])
+    return _Node(states, records), parts
+
+
+def _step_parts(node: _Node, parts: list[_Part], width: int, token: Token) -> tuple[_Node, list[_Part]]:
+    """Apply one token to a stack: a unitary to all rows at once, a measurement or reset part by part."""
+    if token[0] == "u":
+        _apply_unitary(node, width, token[1], token[2])
+        return node, parts
+    pieces = [
+        _step(_Node(node.states[first:last], node.records[first:last]), width, token)
+        for first, last, _ in parts
+    ]
+    new_parts: list[_Part] = []
+    offset = 0
+    for piece, (_, _, group) in zip(pieces, parts, strict=True):
+        new_parts.append((offset, offset + piece.states.shape[0], group))
+        offset += piece.states.shape[0]
+    stacked = _Node(np.concatenate([p.states for p in pieces]), np.concatenate([p.records for p in pieces]))
+    return stacked, new_parts
 
 
 def _walk(

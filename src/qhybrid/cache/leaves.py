@@ -76,6 +76,9 @@ class LeafForm:
     _records: tuple[Record, ...]
     _num_qubits: int
     _num_qpd: int
+    # Records per segment: body, then each cut's local operations and the body after it, then
+    # the tail. Leaves of a partition with equal segments at one place run them together.
+    _segments: tuple[int, ...]
 
     @property
     def num_qubits(self) -> int:
@@ -100,6 +103,10 @@ class LeafForm:
     def records(self) -> list[Record]:
         """The leaf's instructions in order, on qubit and clbit indices."""
         return list(self._records)
+
+    def segment_lengths(self) -> tuple[int, ...]:
+        """How many of :meth:`records` each segment holds (the branching engine stacks by segment)."""
+        return self._segments
 
     def circuit(self) -> QuantumCircuit:
         """Build the leaf's circuit (for Aer, and for the stored entry that ``cache verify`` reads)."""
@@ -198,14 +205,18 @@ class PartitionLeaves:
         num_observable = len(tail.observable_bits)
         records: list[Record] = []
         parts: list[str] = []
+        lengths: list[int] = []
         num_qpd = 0
         for position, (segment, text) in enumerate(self._segments):
             records.extend(segment)
             parts.append(text)
+            lengths.append(len(segment))
             if position == len(self._cuts):
                 break
             number, wire, _ = self._cuts[position]
-            for instruction, token, measure in self._expansion(position, local_ids[number]):
+            expansion = self._expansion(position, local_ids[number])
+            lengths.append(len(expansion))
+            for instruction, token, measure in expansion:
                 if measure:
                     records.append((instruction, (wire,), (num_observable + num_qpd,)))
                     parts.append(f"{token}[{wire}][p{num_qpd}];")
@@ -215,6 +226,7 @@ class PartitionLeaves:
                     parts.append(f"{token}[{wire}][];")
         records.extend(tail.records)
         parts.append(tail.text)
+        lengths.append(len(tail.records))
         text = f"{LEAF_SCHEMA};q{self.num_qubits};o{num_observable};p{num_qpd};{''.join(parts)}"
         encoded = text.encode()
         key = hashlib.sha256(encoded).hexdigest()
@@ -227,6 +239,7 @@ class PartitionLeaves:
             _records=tuple(records),
             _num_qubits=self.num_qubits,
             _num_qpd=num_qpd,
+            _segments=tuple(lengths),
         )
 
 

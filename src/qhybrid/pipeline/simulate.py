@@ -1,9 +1,11 @@
 """Simulator subexperiments through their canonical forms and the result cache.
 
-Every subexperiment that runs on a simulator (cpu, gpu) is reduced to its canonical form
-(:mod:`qhybrid.cache.canonical`); the simulator computes the canonical circuit's exact
-distribution once per form; its outcome bits are mapped back to each circuit's own; sampled
-mode then draws the circuit's shots from it with the circuit's own seed. The cache only
+Every subexperiment that runs on a simulator (cpu, gpu) is computed in a canonical form:
+its leaf (:mod:`qhybrid.cache.leaves`, made from its partition, canonicalised once) when it
+has one, else its own (:mod:`qhybrid.cache.canonical`); the simulator computes that
+circuit's exact distribution once per form; its outcome bits are mapped back to each
+circuit's own; sampled mode then draws the circuit's shots from it with the circuit's own
+seed. The cache only
 decides whether that exact distribution is computed now or read back, so a run with the
 cache, without it, cold or warm, gives the same bits.
 
