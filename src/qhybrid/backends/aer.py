@@ -23,13 +23,12 @@ from qhybrid.provenance import cpu_description, package_versions
 
 # The widest subexperiment the cpu backend gives the branching engine. Measured with
 # benchmarks/bench_branching.py on a 2-core machine, on one execute batch of a partition
-# given as canonical forms, as the simulate step gives them (the engine reads their records;
-# Aer gets each canonical circuit built): at least 1.05x faster than Aer at every width up
-# to 15 in four runs (1.64x, 1.39x, 1.35x, 1.12x at 15), but not at 16 in the fourth
-# (1.18x, 1.24x, 1.39x, then 1.04x). Whole run_local at 16 qubits per partition agreed the
-# engine was ahead there; at 18 it was behind (4.4-4.9 s against Aer's 3.5-4.5 s). With
-# nothing shared, its worst case, it is that much faster only up to 13 or 14. (Fed canonical
-# circuits instead of forms, both engines had measured 14.)
+# given as leaf forms, as the simulate step gives them (the engine runs them segment by
+# segment, stacked; Aer gets each leaf's circuit built): 1.12x faster than Aer at 15, 0.76x
+# at 16. Four runs of the earlier engine on canonical forms had also put the bound at 15
+# (1.12x-1.64x at 15, a tie to 1.39x at 16); whole run_locals at 18 qubits per partition
+# were behind Aer (4.4-4.9 s against 3.5-4.5 s). With nothing shared, its worst case, the
+# engine is that much faster only up to 13.
 BRANCHING_MAX_WIDTH = 15
 
 

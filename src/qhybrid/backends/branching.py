@@ -349,16 +349,23 @@ def branching_distributions(circuits: Sequence[QuantumCircuit | Listing]) -> lis
     for i, program in enumerate(programs):
         by_width.setdefault(program.width, []).append(i)
     for width, members in by_width.items():
-        segmented = [i for i in members if programs[i].segment_ends is not None]
+        stacked = width <= _STACKED_MAX_WIDTH
+        segmented = [i for i in members if stacked and programs[i].segment_ends is not None]
         if segmented:
             _walk_segments(width, segmented, programs, results)
-        plain = [i for i in members if programs[i].segment_ends is None]
+        plain = [i for i in members if not stacked or programs[i].segment_ends is None]
         if plain:
             start = np.zeros((1, 1 << width), dtype=np.complex128)
             start[0, 0] = 1.0
             _walk(_node_of(start), width, plain, 0, programs, results)
     return [r for r in results if r is not None]
 
+
+# The widest leaves run stacked. Both walks give the same bits; which is faster depends on the
+# width (execute batches of 64 leaves, 2-core machine): 5 qubits 0.019 s stacked against
+# 0.043 s plain, 12 qubits 1.43-1.53 s against 1.58-1.60 s (the 24-qubit case's 1,250 leaves),
+# 13 qubits 0.46-0.52 s against 0.39-0.42 s, where stacked branches outgrow the cache.
+_STACKED_MAX_WIDTH = 12
 
 # A stack of branches, in parts: rows [first, last) of the stack belong to every program of a part.
 _Part = tuple[int, int, list[int]]
