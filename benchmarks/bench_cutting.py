@@ -31,14 +31,13 @@ Target lines end with PASS or MISS; the rest are information. The exact-mode tar
 issue 16's: the whole ``run_local`` at least 50x faster than upstream's ExactSampler flow
 with error at most 1e-12, and 24 qubits / 4 cuts in at most 3 s.
 
-Figures of one run on a 2-core machine (the README quotes the same run), on a day when
-upstream's flows ran about 1.4-1.5x slower than in the run quoted before: exact 18.0x like for
-like (upstream ExactSampler flow 6.38 s, qhybrid 0.354 s; 16.1x against qhybrid's whole
-run_local, 0.396 s, MISS; terms.png adds 0.234 s when asked), sampled 121x like for like
-(SamplerV2 flow 49.2 s, qhybrid 0.408 s), reconstruction on identical counts 524x with a
-max difference of 0.0, 24 qubits / 4 cuts exact 6.6 s with error 8.3e-14 (MISS against
-3 s), 40 qubits / 3 cuts 0.73 s. Each timed qhybrid run computes its subexperiments'
-canonical forms afresh.
+Figures of one run on a 2-core machine (the README quotes the same run): exact 74.5x like
+for like (upstream ExactSampler flow 4.67 s, qhybrid 0.063 s) and 53.9x against qhybrid's
+whole run_local (0.087 s, PASS); terms.png adds 0.177 s when asked; sampled 268x like for
+like (SamplerV2 flow 36.4 s, qhybrid 0.136 s); reconstruction on identical counts 424x with
+a max difference of 0.0; 24 qubits / 4 cuts exact 2.6 s (median of 3 after a first run of
+2.63 s) with error 8.1e-14 (PASS); 40 qubits / 3 cuts 0.37 s. Subexperiments are computed
+in their partitions' leaf forms, each made afresh by every timed run.
 
 Usage:
     .venv/bin/python benchmarks/bench_cutting.py [--skip-24] [--repeats N] [--json PATH]
