@@ -62,8 +62,30 @@ class Operation(NamedTuple):
     source: CircuitInstruction
 
 
+class FormRegisters:
+    """The classical bits of a form's circuit: the observable register's, then the QPD register's."""
+
+    observable_bits: tuple[int, ...]
+    _num_qpd: int
+
+    @property
+    def num_clbits(self) -> int:
+        """Classical bits of the circuit."""
+        return len(self.observable_bits) + self._num_qpd
+
+    @property
+    def observable_clbits(self) -> tuple[int, ...]:
+        """Clbit indices of the observable register."""
+        return tuple(range(len(self.observable_bits)))
+
+    @property
+    def qpd_clbits(self) -> tuple[int, ...]:
+        """Clbit indices of the QPD register (it comes after the observable's; none without QPD bits)."""
+        return tuple(range(len(self.observable_bits), self.num_clbits))
+
+
 @dataclass(frozen=True)
-class CanonicalForm:
+class CanonicalForm(FormRegisters):
     """A subexperiment's canonical form, and how its outcome bits map to the circuit's own."""
 
     text: str
@@ -80,21 +102,6 @@ class CanonicalForm:
     def num_qubits(self) -> int:
         """Qubits of the canonical circuit (those of the original, unused ones included)."""
         return len(self._labels)
-
-    @property
-    def num_clbits(self) -> int:
-        """Classical bits of the canonical circuit: the observable register's, then the QPD register's."""
-        return len(self.observable_bits) + self._num_qpd
-
-    @property
-    def observable_clbits(self) -> tuple[int, ...]:
-        """Clbit indices of the canonical circuit's observable register."""
-        return tuple(range(len(self.observable_bits)))
-
-    @property
-    def qpd_clbits(self) -> tuple[int, ...]:
-        """Clbit indices of the canonical circuit's QPD register (it comes after the observable's)."""
-        return tuple(range(len(self.observable_bits), self.num_clbits))
 
     def records(self) -> list[Record]:
         """The canonical circuit's instructions, in order, on qubit and clbit indices (no circuit built).

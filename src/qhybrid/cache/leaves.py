@@ -40,6 +40,7 @@ from qiskit.circuit.library import HGate, SXGate
 from qiskit_addon_cutting.utils.observable_grouping import CommutingObservableGroup
 
 from qhybrid.cache.canonical import (
+    FormRegisters,
     NotCanonicalisable,
     Operation,
     canonical_order,
@@ -65,7 +66,7 @@ Origin = tuple[str, int, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
-class LeafForm:
+class LeafForm(FormRegisters):
     """One subexperiment's leaf: what the cache keys on and the simulators run (a Listing)."""
 
     text: str
@@ -84,21 +85,6 @@ class LeafForm:
     def num_qubits(self) -> int:
         """Qubits of the leaf (the partition's)."""
         return self._num_qubits
-
-    @property
-    def num_clbits(self) -> int:
-        """The observable register's bits, then the QPD register's."""
-        return len(self.observable_bits) + self._num_qpd
-
-    @property
-    def observable_clbits(self) -> tuple[int, ...]:
-        """Clbit indices of the observable register."""
-        return tuple(range(len(self.observable_bits)))
-
-    @property
-    def qpd_clbits(self) -> tuple[int, ...]:
-        """Clbit indices of the QPD register (after the observable's)."""
-        return tuple(range(len(self.observable_bits), self.num_clbits))
 
     def records(self) -> list[Record]:
         """The leaf's instructions in order, on qubit and clbit indices."""

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit, qpy
@@ -283,7 +283,9 @@ class GeneratedRun:
     manifest: dict[str, Any]
     plan: CuttingPlan
     # Loaded (or, in the process that generated them, just written) QPY shards by number.
-    shards: dict[int, Sequence[QuantumCircuit]] = field(default_factory=dict, compare=False, repr=False)
+    shards: dict[int, list[QuantumCircuit]] = field(default_factory=dict, compare=False, repr=False)
+    # The circuits generate made in this process (one sequence, each built when first read).
+    held: list[Sequence[QuantumCircuit]] = field(default_factory=list, compare=False, repr=False)
 
     def hold_circuits(self, circuits: Sequence[QuantumCircuit]) -> None:
         """Keep the circuits generate just made, so an in-process execute need not read them back.
@@ -291,15 +293,16 @@ class GeneratedRun:
         ``circuits`` may build each circuit when it is first read (a run without shards):
         they are kept as they are, not read here.
         """
-        for start in range(0, len(circuits), SHARD_SIZE):
-            self.shards[start // SHARD_SIZE] = _ShardOf(circuits, start)
+        self.held[:] = [circuits]
 
     def holds_all_circuits(self) -> bool:
-        """Whether this process holds every unique subexperiment's circuit (generate just built them)."""
-        return all(shard in self.shards for shard in range(-(-len(self.plan.unique) // SHARD_SIZE)))
+        """Whether this process holds every unique subexperiment's circuit (generate just made them)."""
+        return bool(self.held) and len(self.held[0]) == len(self.plan.unique)
 
     def circuits_for(self, ids: Sequence[int]) -> list[QuantumCircuit]:
         """Return the circuits of unique subexperiments ``ids``, reading (and checking) their shards."""
+        if self.holds_all_circuits():
+            return [self.held[0][uid] for uid in ids]
         out = []
         for uid in ids:
             shard = uid // SHARD_SIZE
@@ -318,28 +321,6 @@ class GeneratedRun:
                 self.shards[shard] = list(qpy.load(io.BytesIO(data)))
             out.append(self.shards[shard][uid % SHARD_SIZE])
         return out
-
-
-class _ShardOf(Sequence[QuantumCircuit]):
-    """Shard ``start // SHARD_SIZE`` of a sequence of circuits, read through (nothing is copied or built)."""
-
-    def __init__(self, circuits: Sequence[QuantumCircuit], start: int) -> None:
-        self._circuits, self._start = circuits, start
-        self._stop = min(start + SHARD_SIZE, len(circuits))
-
-    def __len__(self) -> int:
-        return self._stop - self._start
-
-    @overload
-    def __getitem__(self, index: int) -> QuantumCircuit: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[QuantumCircuit]: ...
-    def __getitem__(self, index: int | slice) -> QuantumCircuit | list[QuantumCircuit]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        return self._circuits[self._start + index]
 
 
 def contiguous_runs(ids: Sequence[int]) -> list[tuple[int, int]]:
