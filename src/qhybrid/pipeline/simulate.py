@@ -5,9 +5,8 @@ its leaf (:mod:`qhybrid.cache.leaves`, made from its partition, canonicalised on
 has one, else its own (:mod:`qhybrid.cache.canonical`); the simulator computes that
 circuit's exact distribution once per form; its outcome bits are mapped back to each
 circuit's own; sampled mode then draws the circuit's shots from it with the circuit's own
-seed. The cache only
-decides whether that exact distribution is computed now or read back, so a run with the
-cache, without it, cold or warm, gives the same bits.
+seed. The cache only decides whether that exact distribution is computed now or read back,
+so a run with the cache, without it, cold or warm, gives the same bits.
 
 A stored entry is used only when its canonical form's independent digest equals the
 query's (a colliding key is a miss and is counted), and the hit is counted by kind:
