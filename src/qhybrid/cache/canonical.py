@@ -419,11 +419,11 @@ def canonical_form(circuit: QuantumCircuit, tokens: Sequence[str] | None = None)
         raise NotCanonicalisable("an observable bit is never measured")
     num_qpd = sum(1 for i in bits if i < 0)
     text = f"{SCHEMA};q{n};o{num_observable};p{num_qpd};{body}"
-    key = hashlib.sha256(text.encode()).hexdigest()
+    key, check = form_digests(text)
     return CanonicalForm(
         text=text,
         key=key,
-        check=hashlib.blake2b(text.encode(), digest_size=32).hexdigest(),
+        check=check,
         # The labelling is chosen by the same deterministic search for every circuit that is
         # the same up to stages 1-2, so (form, labelling) tells those circuits apart from ones
         # relabelled, as a second serialisation in the circuit's own labelling would, for free.
@@ -433,6 +433,12 @@ def canonical_form(circuit: QuantumCircuit, tokens: Sequence[str] | None = None)
         _labels=labels,
         _num_qpd=num_qpd,
     )
+
+
+def form_digests(text: str) -> tuple[str, str]:
+    """A form's (key, check) from its text: SHA-256, where it is stored, and BLAKE2b, compared on hits."""
+    encoded = text.encode()
+    return hashlib.sha256(encoded).hexdigest(), hashlib.blake2b(encoded, digest_size=32).hexdigest()
 
 
 def labelled_digest(key: str, labels: Sequence[int]) -> str:

@@ -44,6 +44,7 @@ from qhybrid.cache.canonical import (
     NotCanonicalisable,
     Operation,
     canonical_order,
+    form_digests,
     labelled_digest,
     listing_circuit,
     simplify_operations,
@@ -152,6 +153,7 @@ class PartitionLeaves:
         self._segments = [(records, "".join(parts)) for records, parts in segments]
         self._expansions: dict[tuple[int, int], list[tuple[CircuitInstruction, str, bool]]] = {}
         self._tails = [self._tail(group) for group in groups]
+        self._made: dict[tuple[int, tuple[int, ...]], LeafForm] = {}
 
     def _tail(self, group: CommutingObservableGroup) -> _Tail:
         measured = group.pauli_indices or [0]  # upstream measures one qubit at least
@@ -186,7 +188,13 @@ class PartitionLeaves:
         return found
 
     def leaf(self, group_index: int, local_ids: Sequence[int]) -> LeafForm:
-        """The leaf of observable group ``group_index`` with map ``local_ids[c]`` at template cut c."""
+        """The leaf of observable group ``group_index`` with map ``local_ids[c]`` at template cut c.
+
+        Made once: generate asks for every leaf's key, and execute for the same leaves again.
+        """
+        found = self._made.get((group_index, tuple(local_ids)))
+        if found is not None:
+            return found
         tail = self._tails[group_index]
         num_observable = len(tail.observable_bits)
         records: list[Record] = []
@@ -214,12 +222,11 @@ class PartitionLeaves:
         parts.append(tail.text)
         lengths.append(len(tail.records))
         text = f"{LEAF_SCHEMA};q{self.num_qubits};o{num_observable};p{num_qpd};{''.join(parts)}"
-        encoded = text.encode()
-        key = hashlib.sha256(encoded).hexdigest()
-        return LeafForm(
+        key, check = form_digests(text)
+        made = self._made[(group_index, tuple(local_ids))] = LeafForm(
             text=text,
             key=key,
-            check=hashlib.blake2b(encoded, digest_size=32).hexdigest(),
+            check=check,
             normal=labelled_digest(key, self.labels),
             observable_bits=tail.observable_bits,
             _records=tuple(records),
@@ -227,6 +234,7 @@ class PartitionLeaves:
             _num_qpd=num_qpd,
             _segments=tuple(lengths),
         )
+        return made
 
 
 class ProblemLeaves:

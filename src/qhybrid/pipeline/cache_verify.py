@@ -11,7 +11,6 @@ be recomputed here and are counted as skipped, with the identities seen.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from typing import Any
 
@@ -20,7 +19,7 @@ from qiskit import QuantumCircuit
 
 from qhybrid.backends import get_backend
 from qhybrid.backends.aer import AerBackend
-from qhybrid.cache.canonical import NotCanonicalisable, canonical_form
+from qhybrid.cache.canonical import NotCanonicalisable, canonical_form, form_digests
 from qhybrid.cache.entries import (
     RESULT_PREFIX,
     CorruptEntry,
@@ -36,21 +35,20 @@ _OUTCOMES = ("match", "mismatch", "corrupt", "skipped_other_identity", "gone")
 
 
 def _names(circuit: QuantumCircuit, check: str, identity: str, key: bytes) -> bool:
-    """Whether ``circuit`` is the form that ``check`` and ``key`` name: a leaf's, or a canonical form's."""
-    texts = []
-    try:
-        texts.append(leaf_text(circuit))
-    except NotCanonicalisable:
-        pass
-    try:
-        texts.append(canonical_form(circuit).text)
-    except NotCanonicalisable:
-        pass
-    return any(
-        hashlib.blake2b(text.encode(), digest_size=32).hexdigest() == check
-        and result_key(identity, hashlib.sha256(text.encode()).hexdigest()) == key
-        for text in texts
-    )
+    """Whether ``circuit`` is the form that ``check`` and ``key`` name: a leaf's, or a canonical form's.
+
+    The leaf reading (writing the circuit out) is tried first; only a circuit that is not the
+    leaf its entry names is canonicalised again.
+    """
+    for text_of in (leaf_text, lambda c: canonical_form(c).text):
+        try:
+            text = text_of(circuit)
+        except NotCanonicalisable:
+            continue
+        text_key, text_check = form_digests(text)
+        if text_check == check and result_key(identity, text_key) == key:
+            return True
+    return False
 
 
 def verify_sample(store: ResultStore, sample: int, *, seed: int = 0, backend: str = "cpu") -> dict[str, Any]:

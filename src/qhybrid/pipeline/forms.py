@@ -22,7 +22,7 @@ from qhybrid.cache.leaves import Origin, ProblemLeaves
 from qhybrid.cutting.assemble import SubcircuitTemplate
 from qhybrid.cutting.plan import observable_collection, partition_templates
 from qhybrid.cutting.problem import CuttingProblem
-from qhybrid.pipeline.simulate import canonical_refs
+from qhybrid.pipeline.simulate import form_refs
 from qhybrid.spec import RunSpec, problem_of
 
 # Problems' leaves this process made, by spec hash: generate makes them, and an in-process
@@ -72,15 +72,7 @@ def run_refs(
 ) -> list[CanonicalRef | None]:
     """Each unique subexperiment's canonical form as plain data: its leaf's, else its own circuit's."""
     leaves = problem_leaves(spec)
-    refs: list[CanonicalRef | None] = [None] * len(circuits)
-    others = []
-    for position, origin in enumerate(origins):
-        leaf = leaves.leaf(origin)
-        if leaf is None:
-            others.append(position)
-        else:
-            refs[position] = leaf.ref()
-    own = canonical_refs([circuits[i] for i in others], [fingerprints[i] for i in others])
-    for position, ref in zip(others, own, strict=True):
-        refs[position] = ref
+    refs, _ = form_refs(
+        [leaves.leaf(origin) for origin in origins], lambda own: [circuits[i] for i in own], fingerprints
+    )
     return refs

@@ -199,10 +199,7 @@ def write_result_file(path: Path, distributions: Sequence[OutcomeDistribution], 
     written dense, its weights only, zeros included: half the bytes of outcomes and weights.
     Reading it back keeps its nonzero entries, the same outcomes and weights bit for bit.
     """
-    dense = [
-        2 * len(d.outcomes) > (2 << d.num_observable_bits) and bool(np.all(d.weights != 0))
-        for d in distributions
-    ]
+    dense = [_worth_dense(d) for d in distributions]
     weights = [d.to_dense() if whole else d.weights for d, whole in zip(distributions, dense, strict=True)]
     outcomes = [d.outcomes for d, whole in zip(distributions, dense, strict=True) if not whole]
     sparse_lengths = [0 if whole else len(d.outcomes) for d, whole in zip(distributions, dense, strict=True)]

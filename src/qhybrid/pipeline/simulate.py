@@ -78,6 +78,24 @@ def canonical_refs(
     return refs
 
 
+def form_refs(
+    leaves: Sequence[LeafForm | None],
+    load: Callable[[list[int]], Sequence[QuantumCircuit]],
+    fingerprints: Sequence[str],
+) -> tuple[list[CanonicalRef | None], dict[int, QuantumCircuit]]:
+    """Each subexperiment's canonical form as plain data: its leaf's, else its own circuit's.
+
+    ``load(positions)`` gives the circuits of those without a leaf, which are canonicalised
+    (and returned, by position, for whoever computes them next).
+    """
+    own = [i for i, leaf in enumerate(leaves) if leaf is None]
+    loaded = dict(zip(own, load(own), strict=True))
+    own_refs = dict(
+        zip(own, canonical_refs([loaded[i] for i in own], [fingerprints[i] for i in own]), strict=True)
+    )
+    return [own_refs[i] if leaf is None else leaf.ref() for i, leaf in enumerate(leaves)], loaded
+
+
 def _simulate(
     backend: AerBackend,
     load: Callable[[list[int]], list[QuantumCircuit]],
@@ -111,14 +129,7 @@ def _simulate(
     if refs is None:
         if leaves is not None:
             leaf_at = dict(enumerate(leaves(list(range(count)))))
-        own = [i for i in range(count) if leaf_at.get(i) is None]
-        loaded = dict(zip(own, load(own), strict=True))
-        own_refs = canonical_refs([loaded[i] for i in own], [fingerprints[i] for i in own])
-        computed_refs = dict(zip(own, own_refs, strict=True))
-        refs = [
-            computed_refs[i] if i in computed_refs else leaf_at[i].ref()  # type: ignore[union-attr]
-            for i in range(count)
-        ]
+        refs, loaded = form_refs([leaf_at.get(i) for i in range(count)], load, fingerprints)
     identity = identity_digest(backend.identity())
     keys = [result_key(identity, ref.key) if ref else b"" for ref in refs]
     found: dict[bytes, ResultEntry] = {}
